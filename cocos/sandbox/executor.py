@@ -1,0 +1,255 @@
+"""Local execution: the parent side of the warm fork server, and `execute` / `execute_many`.
+
+The server (`_forkserver.py`) is started lazily on first use, reused by every call from any thread,
+and restarted once when it has died; a job that still gets no answer comes back as `sandbox_error`
+outcomes, never as passed or failed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import selectors
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cocos.records import ExecutionJob, ExecutionResult, Status, TestOutcome
+
+log = logging.getLogger(__name__)
+
+SERVER_SCRIPT = Path(__file__).with_name("_forkserver.py")
+SERVER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+READY_TIMEOUT_S = 20.0
+
+
+class SandboxFailure(RuntimeError):
+    """The sandbox itself failed (server down, protocol error); callers see sandbox_error outcomes."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-assert limits. `timeout_s` is wall clock; CPU time is capped at ceil(timeout_s) + 1 s."""
+
+    timeout_s: float = 3.0
+    memory_mb: int = 1024
+    output_bytes: int = 1 << 20
+    nproc: int = 64
+    nofile: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timeout_s <= 600:
+            raise ValueError(f"timeout_s={self.timeout_s}: must be in (0, 600] seconds per assert")
+        for name in ("memory_mb", "output_bytes", "nproc", "nofile"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: a limit must be a positive integer")
+
+
+def _resolved_python() -> str:
+    """The interpreter itself, never a pyenv shim (a shell script that reads the environment)."""
+    python = sys.executable
+    if "shims" in Path(python).parts:
+        python = os.path.realpath(shutil.which("python3") or python)
+    return python
+
+
+class ForkServer:
+    """A handle on one fork-server process; thread-safe; restarts the process when it has died."""
+
+    def __init__(self, python: str | None = None, use_bwrap: bool | None = None) -> None:
+        self.python = python or _resolved_python()
+        self.use_bwrap = shutil.which("bwrap") is not None if use_bwrap is None else use_bwrap
+        self.layers: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dir: str | None = None
+        self._owner_pid = os.getpid()
+
+    @property
+    def socket_path(self) -> str:
+        assert self._dir is not None
+        return os.path.join(self._dir, "server.sock")
+
+    def _command(self) -> list[str]:
+        server = [self.python, "-I", "-B", str(SERVER_SCRIPT), self.socket_path]
+        if not self.use_bwrap:
+            return server
+        return [
+            "bwrap", "--die-with-parent", "--new-session",
+            "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-pid",
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--perms", "0755", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/dev/shm",
+            "--bind", self._dir, self._dir, "--cap-add", "ALL",
+            "--setenv", "COCOS_SANDBOX_PRIVATE_TMP", "1",
+            *server,
+        ]  # fmt: skip
+
+    def _start(self) -> None:
+        self._stop()
+        self._dir = tempfile.mkdtemp(prefix="cocos-sandbox-")
+        os.chmod(self._dir, 0o711)  # the unprivileged child must traverse it to reach its own folder
+        self._process = subprocess.Popen(
+            self._command(), env=SERVER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, close_fds=True
+        )
+        line = self._ready_line()
+        try:
+            ready = json.loads(line)
+        except ValueError as exc:
+            self._stop()
+            raise SandboxFailure(f"fork server did not start: {line[:200]!r}") from exc
+        self.layers = {**ready["layers"], "bwrap": self.use_bwrap}
+        self._owner_pid = os.getpid()
+        missing = [name for name in ("root", "netns", "pidns") if not self.layers.get(name)]
+        if missing:
+            log.warning("sandbox degraded: no %s layer(s); rlimits and process groups still apply", missing)
+        log.info("fork server %s started with layers %s", ready["pid"], self.layers)
+
+    def _ready_line(self) -> bytes:
+        assert self._process is not None and self._process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            if not selector.select(READY_TIMEOUT_S):
+                return b""
+        return self._process.stdout.readline()
+
+    def _stop(self) -> None:
+        if self._process is not None and self._owner_pid == os.getpid():
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _ensure(self) -> str:
+        with self._lock:
+            forked = self._owner_pid != os.getpid()
+            if forked:  # a forked copy of our process must not share the parent's server
+                self._process, self._dir = None, None
+            if self._process is None or self._process.poll() is not None:
+                if self._process is not None:
+                    log.warning("fork server exited with %s; restarting", self._process.returncode)
+                self._start()
+            return self.socket_path
+
+    def _request(self, payload: dict, timeout: float) -> dict:
+        path = self._ensure()
+        data = json.dumps(payload).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(path)
+            conn.sendall(struct.pack("!I", len(data)) + data)
+            (size,) = struct.unpack("!I", _recv_exact(conn, 4))
+            return json.loads(_recv_exact(conn, size))
+
+    def run(self, code: str, tests: Sequence[str], setup: str, limits: Limits) -> list[dict]:
+        """Outcome dicts, one per test; raises SandboxFailure when two attempts get no answer."""
+        payload = {"code": code, "tests": list(tests), "setup": setup, "limits": asdict(limits)}
+        timeout = len(tests) * (limits.timeout_s + 2.0) + 15.0
+        last: Exception | None = None
+        for _ in range(2):
+            try:
+                reply = self._request(payload, timeout)
+            except (OSError, ValueError, struct.error, SandboxFailure) as exc:
+                last = exc
+                log.warning("fork server request failed (%r); restarting it", exc)
+                with self._lock:
+                    self._stop()
+                continue
+            if "error" in reply:
+                raise SandboxFailure(f"fork server job failed: {reply['error']}")
+            if len(reply["outcomes"]) != len(tests):
+                raise SandboxFailure("fork server returned the wrong number of outcomes")
+            return reply["outcomes"]
+        raise SandboxFailure(f"fork server unavailable: {last!r}")
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = conn.recv(min(size, 1 << 20))
+        if not chunk:
+            raise ConnectionError("fork server closed the connection")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def sandbox_error_result(count: int, message: str) -> ExecutionResult:
+    """A result whose every verdict is missing because of the sandbox: it carries no reward."""
+    outcome = TestOutcome(Status.SANDBOX_ERROR, message[:300], "SandboxError")
+    return ExecutionResult(outcomes=(outcome,) * count)
+
+
+_default: ForkServer | None = None
+_default_lock = threading.Lock()
+
+
+def default_server() -> ForkServer:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ForkServer()
+            atexit.register(_default.close)
+        return _default
+
+
+def _check_tests(tests: Sequence[str]) -> None:
+    if isinstance(tests, str) or not all(isinstance(test, str) for test in tests):
+        raise TypeError("tests must be a sequence of assert strings, not a single string")
+
+
+def execute(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, **limits: int) -> ExecutionResult:
+    """Run each assert in `tests` separately against `setup + code + "\\n" + assert`.
+
+    Returns one outcome per test, in order. Limits: memory_mb, output_bytes, nproc, nofile.
+
+    >>> execute("def f(x):\\n    return x + 1", ["assert f(1) == 2", "assert f(1) == 3"]).passed
+    1
+    """
+    _check_tests(tests)
+    checked = Limits(timeout_s=timeout_s, **limits)
+    if not tests:
+        return ExecutionResult(outcomes=())
+    try:
+        outcomes = default_server().run(code, tests, setup, checked)
+    except SandboxFailure as exc:
+        log.error("sandbox failure: %s", exc)
+        return sandbox_error_result(len(tests), str(exc))
+    return ExecutionResult(outcomes=tuple(TestOutcome.from_dict(outcome) for outcome in outcomes))
+
+
+def execute_many(jobs: Sequence[ExecutionJob], workers: int | None = None, **limits: int) -> list[ExecutionResult]:
+    """`execute` for each job, `workers` at a time (default: CPU count), results in the order of `jobs`."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) <= 1:
+        return [execute(job.code, job.tests, job.setup, job.timeout_s, **limits) for job in jobs]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        futures = [pool.submit(execute, job.code, job.tests, job.setup, job.timeout_s, **limits) for job in jobs]
+        return [future.result() for future in futures]
+
+
+class LocalExecutor:
+    """The selector's local choice: the same two calls as `SandboxClient`."""
+
+    def execute(
+        self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, **limits: int
+    ) -> ExecutionResult:
+        return execute(code, tests, setup, timeout_s, **limits)
+
+    def execute_many(self, jobs: Sequence[ExecutionJob], workers: int | None = None) -> list[ExecutionResult]:
+        return execute_many(jobs, workers)
