@@ -43,25 +43,13 @@ OUTPUT_NAME = "output"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-# Imported once here so that forked children import them for free; encodings.idna because socket
-# host-name lookups need it and importing it inside the unprivileged child can fail.
+# Imported once here so that forked children import them for free, and so that they work when the
+# interpreter lives in a folder uid 65534 cannot read (no bubblewrap; /root/.pyenv, say).
 PRELOADED = (
-    "bisect",
-    "collections",
-    "functools",
-    "heapq",
-    "itertools",
-    "random",
-    "re",
-    "string",
-    "typing",
-    "math",
-    "encodings.idna",
-    "decimal",
-    "fractions",
-    "statistics",
-    "hashlib",
-    "datetime",
+    *("abc", "array", "ast", "bisect", "calendar", "cmath", "collections", "contextlib", "copy", "dataclasses"),
+    *("datetime", "decimal", "encodings.idna", "enum", "fractions", "functools", "glob", "hashlib", "heapq"),
+    *("io", "itertools", "json", "math", "numbers", "operator", "pathlib", "pprint", "queue", "random", "re"),
+    *("statistics", "string", "textwrap", "threading", "time", "typing", "unicodedata", "zlib"),
 )
 for _name in PRELOADED:
     importlib.import_module(_name)

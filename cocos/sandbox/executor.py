@@ -63,6 +63,30 @@ def _resolved_python() -> str:
     return python
 
 
+def _interpreter_binds(python: str) -> list[str]:
+    """bwrap arguments that let uid 65534 read the interpreter under a private folder such as /root.
+
+    Each closed ancestor becomes an empty tmpfs and only the interpreter's own trees are bound back,
+    so the rest of that folder (/root/.aws, say) stays invisible to candidates.
+    """
+    trees = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(python)))}
+    closed: set[str] = set()
+    for tree in trees:
+        parts = Path(tree).parts
+        for depth in range(2, len(parts) + 1):
+            ancestor = str(Path(*parts[:depth]))
+            if os.path.isdir(ancestor) and not os.stat(ancestor).st_mode & 0o001:
+                closed.add(ancestor)
+                break
+    args: list[str] = []
+    for ancestor in sorted(closed):
+        args += ["--perms", "0755", "--tmpfs", ancestor]
+    for tree in sorted(trees):
+        if any(tree.startswith(ancestor + os.sep) for ancestor in closed):
+            args += ["--ro-bind", tree, tree]
+    return args
+
+
 class ForkServer:
     """A handle on one fork-server process; thread-safe; restarts the process when it has died."""
 
@@ -89,6 +113,7 @@ class ForkServer:
             "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-pid",
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--perms", "0755", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/dev/shm",
+            *_interpreter_binds(self.python),
             "--bind", self._dir, self._dir, "--cap-add", "ALL",
             "--setenv", "COCOS_SANDBOX_PRIVATE_TMP", "1",
             *server,

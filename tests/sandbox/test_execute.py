@@ -10,7 +10,7 @@ import pytest
 
 from cocos.records import ExecutionJob, Status
 from cocos.sandbox import Limits, execute, execute_many, get_executor
-from cocos.sandbox.executor import LocalExecutor
+from cocos.sandbox.executor import ForkServer, LocalExecutor
 
 CODE = "def add(a, b):\n    return a + b\n"
 
@@ -106,3 +106,20 @@ def test_selector_local():
     assert isinstance(executor, LocalExecutor)
     assert executor.execute(CODE, ["assert add(2, 3) == 5"]).all_passed
     assert [r.passed for r in executor.execute_many([ExecutionJob(CODE, ("assert add(0, 0) == 0",))])] == [1]
+
+
+def test_stdlib_imports_work():
+    result = execute("import csv, email.utils, sqlite3\n", ["assert csv.reader(['a,b']).__next__() == ['a', 'b']"])
+    assert result.all_passed, result
+
+
+def test_without_bubblewrap_the_other_layers_still_hold():
+    server = ForkServer(use_bwrap=False)
+    try:
+        limits = Limits(timeout_s=1.0)
+        tests = ["assert add(1, 2) == 3", "assert add(1, 2) == 4", "import os; os._exit(0)", "while True: pass"]
+        outcomes = server.run(CODE, tests, "", limits)
+        assert server.layers["bwrap"] is False
+    finally:
+        server.close()
+    assert [o["status"] for o in outcomes] == ["passed", "failed", "error", "timeout"]
