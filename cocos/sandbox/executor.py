@@ -81,9 +81,16 @@ def _interpreter_binds(python: str) -> list[str]:
     args: list[str] = []
     for ancestor in sorted(closed):
         args += ["--perms", "0755", "--tmpfs", ancestor]
+    made: set[str] = set()
     for tree in sorted(trees):
-        if any(tree.startswith(ancestor + os.sep) for ancestor in closed):
-            args += ["--ro-bind", tree, tree]
+        ancestor = next((a for a in closed if tree.startswith(a + os.sep)), None)
+        if ancestor is None:
+            continue
+        for middle in reversed(Path(tree).parents):  # bwrap would create these 0700
+            if len(middle.parts) > len(Path(ancestor).parts) and str(middle) not in made:
+                made.add(str(middle))
+                args += ["--perms", "0755", "--dir", str(middle)]
+        args += ["--ro-bind", tree, tree]
     return args
 
 
