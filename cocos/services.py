@@ -51,15 +51,15 @@ HOST = "127.0.0.1"
 DEFAULT_BUCKET = "cocos"
 REGION = "us-east-1"
 DEFAULT_PORTS: dict[str, int] = {
-    "s3": 18333,
-    "s3_grpc": 18334,
-    "master": 18335,
-    "master_grpc": 18336,
-    "volume": 18337,
-    "volume_grpc": 18338,
-    "filer": 18339,
-    "filer_grpc": 18340,
-    "admin": 18341,
+    "s3": 18533,
+    "s3_grpc": 18534,
+    "master": 18535,
+    "master_grpc": 18536,
+    "volume": 18537,
+    "volume_grpc": 18538,
+    "filer": 18539,
+    "filer_grpc": 18540,
+    "admin": 18541,
     "mlflow": 15000,
 }
 ADMIN_GRPC_OFFSET = 10000
@@ -105,9 +105,9 @@ def state_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def resolve_ports(ports: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Defaults, overridden by `COCOS_PORT_<NAME>`, overridden by `ports`."""
-    resolved = dict(DEFAULT_PORTS)
+def resolve_ports(ports: Mapping[str, int] | None = None, base: Mapping[str, int] | None = None) -> dict[str, int]:
+    """`base` (the last run's ports) or the defaults, overridden by `COCOS_PORT_<NAME>`, then by `ports`."""
+    resolved = dict(DEFAULT_PORTS) | {k: int(v) for k, v in (base or {}).items() if k in DEFAULT_PORTS}
     for name in resolved:
         value = os.environ.get(f"COCOS_PORT_{name.upper()}")
         if value:
@@ -457,7 +457,7 @@ def up(state_dir: str | os.PathLike[str] | None = None, ports: Mapping[str, int]
         creds = _credentials(state, create=True)
         data = _load_state(state)
         if data.get("processes") and _healthy(data, creds):
-            wanted = resolve_ports(ports) if ports else data["ports"]
+            wanted = resolve_ports(ports, base=data["ports"]) if ports else data["ports"]
             if wanted != data["ports"]:
                 raise ServicesError(
                     f"services in {state} already run on ports {data['ports']}, not {dict(wanted)}; "
@@ -469,7 +469,7 @@ def up(state_dir: str | os.PathLike[str] | None = None, ports: Mapping[str, int]
             if data.get("processes", {}).get(name):
                 log.warning("restarting: %s was recorded but the services are not all healthy", name)
             _stop(name, data.get("processes", {}).get(name))
-        chosen = resolve_ports(ports) if ports or not data.get("ports") else resolve_ports(data["ports"])
+        chosen = resolve_ports(ports, base=data.get("ports"))
         bucket = data.get("bucket") or os.environ.get("COCOS_BUCKET") or DEFAULT_BUCKET
         if len(bucket) < 3:
             raise ServicesError(f"COCOS_BUCKET={bucket!r}: bucket names need at least 3 characters")

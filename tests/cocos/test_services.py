@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 
@@ -76,10 +77,16 @@ def test_up_is_idempotent_and_down_stops_process_groups(tmp_path) -> None:
         assert json.loads(creds.read_text())["secret_key"] == env["AWS_SECRET_ACCESS_KEY"]
         with pytest.raises(services.ServicesError, match="services down"):
             services.up(state, services.free_ports())
+        # A crashed service is noticed: the next `up` restarts both on the same ports.
+        os.killpg(info.pids["mlflow"], signal.SIGKILL)
+        restarted = services.up(state)
+        assert not restarted.reused and restarted.ports == info.ports
+        assert restarted.pids["mlflow"] != info.pids["mlflow"]
+        assert services.status(state)["running"]
     finally:
         result = services.down(state)
     assert result == {"mlflow": "stopped", "seaweedfs": "stopped"}
-    for pid in info.pids.values():
+    for pid in [*info.pids.values(), *restarted.pids.values()]:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert services.status(state)["running"] is False
     assert (state / "mlflow.db").is_file() and (state / "seaweedfs").is_dir()
