@@ -24,6 +24,8 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -295,14 +297,29 @@ def get_alias_version(name: str, alias: str) -> str | None:
 
 
 def model_uri(name: str, alias: str = CHAMPION) -> str:
-    """`models:/<name>@<alias>`, loadable with `download_model` or mlflow.artifacts."""
-    return f"models:/{name}@{alias}"
+    """`models:/<name>@<alias>` (or `models:/<name>/<version>` for a number), loadable with `download_model`."""
+    return f"models:/{name}/{alias}" if str(alias).isdigit() else f"models:/{name}@{alias}"
 
 
 def download_model(name: str, alias: str, dst_dir: str | os.PathLike[str]) -> str:
-    """Download the HF folder of `name@alias` into `dst_dir`; returns the local path."""
-    Path(dst_dir).mkdir(parents=True, exist_ok=True)
-    return mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, alias), dst_path=str(dst_dir))
+    """Download the HF folder of `name@alias` (or a version number) to `dst_dir`; returns the local path.
+
+    The files land in a temporary sibling first; `dst_dir` is replaced only when the download succeeded,
+    so a cache folder never mixes two versions.
+    """
+    dst = Path(dst_dir)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, alias), dst_path=str(tmp)))
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(local, dst)
+    except MlflowException as exc:
+        raise TrackingError(f"cannot download {model_uri(name, alias)}: {exc.message}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(dst)
 
 
 def set_version_metrics(name: str, version: str, metrics: Mapping[str, Mapping[str, float]]) -> None:

@@ -139,8 +139,15 @@ def test_register_promote_and_rollback(live_services, tmp_path: Path) -> None:
     first = tracking.promote(name, v1, {"mbpp": {"acc_t2": 0.40, "c2i_t1_t2": 0.01}}, margin=0.02, c2i_ceiling=0.05)
     assert first.promoted and first.previous_champion is None
     assert tracking.get_alias_version(name, "champion") == "1"
-    v1_dir = tracking.download_model(name, "champion", tmp_path / "dl1")
+    # The same cache folder is replaced, not mixed: version 1, then version 2 by number.
+    v1_dir = tracking.download_model(name, "champion", tmp_path / "cache")
     assert json.loads((Path(v1_dir) / "config.json").read_text())["marker"] == "one"
+    (Path(v1_dir) / "stale.txt").write_text("old")
+    assert tracking.download_model(name, "2", tmp_path / "cache") == v1_dir
+    assert json.loads((Path(v1_dir) / "config.json").read_text())["marker"] == "two"
+    assert not (Path(v1_dir) / "stale.txt").exists()
+    with pytest.raises(tracking.TrackingError, match="cannot download"):
+        tracking.download_model(name, "nosuchalias", tmp_path / "cache")
 
     worse = tracking.promote(name, v2, {"mbpp": {"acc_t2": 0.41, "c2i_t1_t2": 0.01}}, margin=0.02, c2i_ceiling=0.05)
     assert not worse.promoted
