@@ -4,12 +4,15 @@ Started by `cocos.sandbox.executor.ForkServer` as `python -I -B _forkserver.py S
 environment, optionally inside bubblewrap. It never imports torch, a model or any secret.
 
 Process tree per job (one connection on the Unix socket):
-    server (root, accepts, forks)  -> job J (root, harness only: reads the request, new network namespace)
-      -> per assert: warden W (root: new PID namespace, deadline) -> child C (PID 1 of that namespace,
-         unprivileged uid 65534, rlimits, private empty dir, empty environment) runs setup + code + assert.
-C reports its verdict on a pipe with a per-assert nonce; W reports how C ended on a second pipe that C
-never holds. When C ends (or W kills it at the deadline) the kernel kills everything left in its PID
-namespace, so fork bombs, daemons and stray threads cannot outlive the assert.
+    server (root; accepts and forks) -> J (root, harness only: reads the request, watches deadlines)
+      -> W (root: gives D a new PID namespace, reports how D ended)
+        -> D (PID 1 of that namespace; uid 65534, rlimits, empty env): defines setup + code once
+          -> A_i, one fork per assert, in its own empty folder: runs the assert, writes a verdict.
+D enforces each assert's wall-clock deadline, then kills everything else in its namespace (fork
+bombs, daemons, threads) and reaps it before the next assert. J is the backstop: it expects a
+nonce-tagged line per assert within timeout + 1 s, otherwise it kills D (the whole namespace), marks
+that assert as timed out and starts a new D for the rest. Because the asserts run in copies of D,
+module-level state changed by one assert is never seen by the next.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import builtins
 import ctypes
 import errno
+import gc
 import importlib
 import json
 import math
@@ -67,6 +71,20 @@ _AssertionError = builtins.AssertionError
 _MemoryError = builtins.MemoryError
 
 
+# D runs harness code after the candidate's module-level code has run in the same process; these
+# modules are put back as they were before the asserts run, so monkeypatching them cannot reach the
+# harness (and the asserts see the real builtins).
+_GUARDED = (builtins, os, os.path, select, json, json.encoder, time, signal, resource, secrets)
+_PRISTINE = tuple((vars(module), dict(vars(module))) for module in _GUARDED)
+
+
+def _restore_modules(pristine: tuple = _PRISTINE, modules: dict = sys.modules) -> None:
+    for namespace, snapshot in pristine:
+        dict.update(namespace, snapshot)
+    for module in _GUARDED:
+        dict.__setitem__(modules, module.__name__, module)
+
+
 def _unshare(flags: int) -> bool:
     return _libc.unshare(flags) == 0
 
@@ -104,59 +122,160 @@ def _outcome(status: str, message: str = "", error_type: str | None = None, dura
     return {"status": status, "message": message[:MESSAGE_CAP], "error_type": error_type, "duration_s": duration}
 
 
-def _run_candidate(source: str, wdir: str, limits: dict, vfd: int, nonce: bytes, layers: dict) -> None:
-    """Child C: isolate this process, run the program once, write the verdict, exit. Never returns."""
+def _isolate(wdir: str, limits: dict, keep: tuple[int, ...], layers: dict, cpu_s: int) -> None:
+    """Turn this (root) process into the unprivileged definer D: limits, uid 65534, empty env."""
+    os.chdir(wdir)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    out = os.open(OUTPUT_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)
+    for sig in (signal.SIGXFSZ, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    memory = limits["memory_mb"] * 1024 * 1024
+    for kind, value in (
+        (resource.RLIMIT_AS, memory),
+        (resource.RLIMIT_DATA, memory),
+        (resource.RLIMIT_CPU, cpu_s),
+        (resource.RLIMIT_FSIZE, limits["output_bytes"]),
+        (resource.RLIMIT_NOFILE, limits["nofile"]),
+        (resource.RLIMIT_NPROC, limits["nproc"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(kind, (value, value))
+    if layers["root"]:
+        os.fchown(1, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
+        os.setgroups([])
+        os.setgid(UNPRIVILEGED_ID)
+        os.setuid(UNPRIVILEGED_ID)
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by setuid, so set after it
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": wdir, "LANG": "C.UTF-8", "TMPDIR": wdir})
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    sys.argv = [""]
+
+
+def _verdict_of(exc: BaseException | None) -> tuple[str, str, str]:
+    if exc is None:
+        return "passed", "", ""
+    if isinstance(exc, _AssertionError):
+        return "failed", "AssertionError", _safe_str(exc)
+    if isinstance(exc, _MemoryError):
+        return "memory", "MemoryError", _safe_str(exc)
+    return "error", _type(exc).__name__, _safe_str(exc)
+
+
+def _line(nonce: str, index: int, outcome: dict) -> bytes:
+    # One line per message, under PIPE_BUF, so writes are atomic and a candidate cannot split them.
+    return (nonce + " " + json.dumps({"i": index, **outcome}) + "\n").encode()
+
+
+def _define_and_run(request: dict, wdirs: list[str], pending: list[int], rfd: int, nonce: str, layers: dict) -> None:
+    """D: PID 1 of a fresh PID namespace. Define the candidate once, then fork one child per assert."""
+    limits = request["limits"]
+    timeout = limits["timeout_s"]
+    cpu = int(math.ceil(timeout)) + 1
+    try:
+        _isolate(wdirs[-1], limits, (rfd,), layers, cpu * (len(pending) + 1))
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+    except BaseException as exc:  # our own failure: report it as such, not as the candidate's
+        _write(rfd, _line(nonce, -1, _outcome("sandbox_error", f"isolation failed: {exc!r}", "SandboxError")))
+        _exit(0)
+    prefix = "\n".join(part for part in (request["setup"], request["code"]) if part)
+    caught = None
+    try:
+        _exec(_compile(prefix, "<candidate>", "exec"), namespace)
+    except _BaseException as exc:
+        caught = exc
+    _restore_modules()
+    status, error_type, message = _verdict_of(caught)
+    if _size(OUTPUT_NAME) >= limits["output_bytes"]:
+        status, error_type, message = "output_limit", "OutputLimit", f"output over {limits['output_bytes']} bytes"
+    _write(rfd, _line(nonce, -1, _outcome(status, message, error_type or None)))
+    if status != "passed":
+        _exit(0)
+    token = nonce.encode()
+    for index in pending:
+        vr, vw = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            os.close(vr)
+            os.close(rfd)
+            _run_assert(request["tests"][index], namespace, wdirs[index], vw, token, cpu, layers)
+        os.close(vw)
+        pidfd = os.pidfd_open(pid)
+        timed_out = not select.select([pidfd], [], [], timeout)[0]
+        if timed_out:
+            _kill_quietly(pid)
+        _, wait_status = os.waitpid(pid, 0)
+        elapsed = time.monotonic() - start
+        _clear_namespace(pid, layers)
+        verdict = _read_capped(vr, VERDICT_CAP, time.monotonic() + 0.2)
+        os.close(vr)
+        os.close(pidfd)
+        ended = {"status": wait_status, "timed_out": timed_out, "elapsed": elapsed}
+        outcome = _decide(ended, verdict, token, _size(os.path.join(wdirs[index], OUTPUT_NAME)), limits)
+        _write(rfd, _line(nonce, index, outcome))
+    _exit(0)
+
+
+def _run_assert(test: str, namespace: dict, wdir: str, vfd: int, token: bytes, cpu: int, layers: dict) -> None:
+    """A: one assert against the already defined candidate, in its own empty folder. Never returns."""
     try:
         os.chdir(wdir)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
         out = os.open(OUTPUT_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        os.closerange(3, vfd)
-        os.closerange(vfd + 1, 65536)
-        for sig in (signal.SIGXFSZ, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
-            signal.signal(sig, signal.SIG_DFL)
-        cpu = int(math.ceil(limits["timeout_s"])) + 1
-        memory = limits["memory_mb"] * 1024 * 1024
-        for kind, value in (
-            (resource.RLIMIT_AS, memory),
-            (resource.RLIMIT_DATA, memory),
-            (resource.RLIMIT_CPU, cpu),
-            (resource.RLIMIT_FSIZE, limits["output_bytes"]),
-            (resource.RLIMIT_NOFILE, limits["nofile"]),
-            (resource.RLIMIT_NPROC, limits["nproc"]),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            resource.setrlimit(kind, (value, value))
-        if layers["root"]:
-            os.chown(OUTPUT_NAME, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
-            os.setgroups([])
-            os.setgid(UNPRIVILEGED_ID)
-            os.setuid(UNPRIVILEGED_ID)
-        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by setuid, so set after it
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/bin:/bin", "HOME": wdir, "LANG": "C.UTF-8", "TMPDIR": wdir})
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-        sys.argv = [""]
-        sys.path[:] = [p for p in sys.path if p and os.path.basename(p) != "sandbox"]
-        namespace = {"__name__": "__main__", "__builtins__": builtins}
-    except BaseException as exc:  # our own failure: report it as such, not as the candidate's
-        _write(vfd, nonce + b"sandbox_error\0SetupFailure\0" + repr(exc).encode()[:MESSAGE_CAP])
+        os.close(out)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        if not layers["pidns"]:
+            os.setsid()
+        os.environ.update({"HOME": wdir, "TMPDIR": wdir})
+    except BaseException as exc:
+        _write(vfd, token + b"sandbox_error\0SandboxError\0" + repr(exc).encode()[:MESSAGE_CAP])
         _exit(0)
-    status, error_type, message = "passed", "", ""
+    caught = None
     try:
-        _exec(_compile(source, "<candidate>", "exec"), namespace)
-    except _AssertionError as exc:
-        status, error_type, message = "failed", "AssertionError", _safe_str(exc)
-    except _MemoryError as exc:
-        status, error_type, message = "memory", "MemoryError", _safe_str(exc)
+        _exec(_compile(test, "<test>", "exec"), namespace)
     except _BaseException as exc:
-        status, error_type, message = "error", _type(exc).__name__, _safe_str(exc)
-    _write(vfd, nonce + f"{status}\0{error_type}\0{message[:MESSAGE_CAP]}".encode(errors="replace"))
+        caught = exc
+    status, error_type, message = _verdict_of(caught)
+    _write(vfd, token + f"{status}\0{error_type}\0{message[:MESSAGE_CAP]}".encode(errors="replace"))
     _exit(0)
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _clear_namespace(pid: int, layers: dict) -> None:
+    """Kill whatever the assert left behind, and reap it so that it stops counting against NPROC."""
+    if layers["pidns"]:
+        try:
+            os.kill(-1, signal.SIGKILL)  # from PID 1 of a namespace: everyone in it but ourselves
+        except OSError:
+            pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -179,69 +298,6 @@ def _read_capped(fd: int, cap: int, deadline: float) -> bytes:
     return data
 
 
-def _warden(source: str, wdir: str, limits: dict, vfd: int, sfd: int, nonce: bytes, layers: dict) -> None:
-    """W: start C in a fresh PID namespace, enforce the wall-clock deadline, report how C ended."""
-    if layers["pidns"]:
-        _unshare(CLONE_NEWPID)
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        os.close(sfd)
-        if not layers["pidns"]:
-            os.setsid()
-        _run_candidate(source, wdir, limits, vfd, nonce, layers)
-    os.close(vfd)
-    timed_out = False
-    pidfd = os.pidfd_open(pid)
-    if not select.select([pidfd], [], [], limits["timeout_s"])[0]:
-        timed_out = True
-        _kill(pid, layers)
-    _, status = os.waitpid(pid, 0)
-    if not layers["pidns"]:
-        _kill(pid, layers)
-    _write(sfd, json.dumps({"status": status, "timed_out": timed_out, "elapsed": time.monotonic() - start}).encode())
-    _exit(0)
-
-
-def _kill(pid: int, layers: dict) -> None:
-    target = pid if layers["pidns"] else -pid  # PID 1 of a namespace takes its namespace with it
-    try:
-        os.kill(target, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _run_one(source: str, job_dir: str, index: int, limits: dict, layers: dict) -> dict:
-    wdir = os.path.join(job_dir, f"{index}-{secrets.token_hex(8)}")
-    os.mkdir(wdir, 0o700)
-    if layers["root"]:
-        os.chown(wdir, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
-    nonce = secrets.token_bytes(16)
-    vr, vw = os.pipe()
-    sr, sw = os.pipe()
-    try:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(vr)
-                os.close(sr)
-                _warden(source, wdir, limits, vw, sw, nonce, layers)
-            finally:
-                _exit(70)
-        os.close(vw)
-        os.close(sw)
-        deadline = time.monotonic() + limits["timeout_s"] + 10.0
-        report = _read_capped(sr, VERDICT_CAP, deadline)
-        verdict = _read_capped(vr, VERDICT_CAP, time.monotonic() + 0.5)
-        os.waitpid(pid, 0)
-        output_size = _size(os.path.join(wdir, OUTPUT_NAME))
-        return _decide(report, verdict, nonce, output_size, limits)
-    finally:
-        for fd in (vr, sr):
-            os.close(fd)
-        shutil.rmtree(wdir, ignore_errors=True)
-
-
 def _size(path: str) -> int:
     try:
         return os.lstat(path).st_size
@@ -249,15 +305,9 @@ def _size(path: str) -> int:
         return 0
 
 
-def _decide(report: bytes, verdict: bytes, nonce: bytes, output_size: int, limits: dict) -> dict:
-    """The harness's decision: how the child ended (trusted) first, then its verdict message."""
-    try:
-        ended = json.loads(report)
-    except ValueError:
-        return _outcome("sandbox_error", "warden gave no report", "SandboxError")
-    elapsed = round(ended["elapsed"], 4)
-    status = ended["status"]
-    if ended["timed_out"]:
+def _ended(status: int, timed_out: bool, elapsed: float, limits: dict) -> dict | None:
+    """The outcome implied by how a process ended, or None when it exited normally."""
+    if timed_out:
         return _outcome("timeout", f"no verdict within {limits['timeout_s']} s", "Timeout", elapsed)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -267,38 +317,134 @@ def _decide(report: bytes, verdict: bytes, nonce: bytes, output_size: int, limit
             return _outcome("output_limit", f"output over {limits['output_bytes']} bytes", "OutputLimit", elapsed)
         name = signal.Signals(sig).name
         return _outcome("error", f"killed by signal {name}", name, elapsed)
+    return None
+
+
+def _decide(ended: dict, verdict: bytes, token: bytes, output_size: int, limits: dict) -> dict:
+    """How the child ended first, then its verdict message; a missing verdict is never a pass."""
+    elapsed = round(ended["elapsed"], 4)
+    by_end = _ended(ended["status"], ended["timed_out"], elapsed, limits)
+    if by_end is not None:
+        return by_end
     if output_size >= limits["output_bytes"]:
         return _outcome("output_limit", f"output over {limits['output_bytes']} bytes", "OutputLimit", elapsed)
-    if not verdict.startswith(nonce):
-        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+    if not verdict.startswith(token):
+        code = os.WEXITSTATUS(ended["status"])
         return _outcome("error", f"exited with status {code} before a verdict", "EarlyExit", elapsed)
-    parts = verdict[len(nonce) :].decode(errors="replace").split("\0", 2)
+    parts = verdict[len(token) :].decode(errors="replace").split("\0", 2)
     if len(parts) != 3 or parts[0] not in {"passed", "failed", "error", "memory", "sandbox_error"}:
-        return _outcome("sandbox_error", "malformed verdict", "SandboxError", elapsed)
+        return _outcome("error", "malformed verdict", "VerdictTampering", elapsed)
     return _outcome(parts[0], parts[2], parts[1] or None, elapsed)
 
 
+def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, outcomes: list) -> None:
+    """One definer D for the pending asserts; J watches every step with its own deadline."""
+    limits = request["limits"]
+    nonce = secrets.token_hex(16)
+    rr, rw = os.pipe()
+    sr, sw = os.pipe()
+    warden = os.fork()
+    if warden == 0:  # W: root, harness only; gives D a fresh PID namespace and reports how it ended
+        try:
+            os.close(rr)
+            os.close(sr)
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if layers["pidns"]:
+                _unshare(CLONE_NEWPID)
+            start = time.monotonic()
+            pid = os.fork()
+            if pid == 0:
+                os.close(sw)
+                _define_and_run(request, wdirs, pending, rw, nonce, layers)
+            os.close(rw)
+            _write(sw, f"{pid}\n".encode())
+            _, status = os.waitpid(pid, 0)
+            if not layers["pidns"]:
+                _kill_quietly(-pid)
+            _write(sw, json.dumps({"status": status, "elapsed": time.monotonic() - start}).encode())
+        finally:
+            _exit(0)
+    os.close(rw)
+    os.close(sw)
+    try:
+        first = b""
+        while not first.endswith(b"\n") and len(first) < 32:  # byte by byte: W writes more after it
+            first += _read_capped(sr, 1, time.monotonic() + 10.0) or b"\n"
+        definer = int(first)
+        step = limits["timeout_s"] + 1.0
+        deadline = time.monotonic() + step
+        buffer, defined, timed_out, prefix = b"", None, False, nonce.encode() + b" "
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([rr], [], [], left)[0]:
+                timed_out = True
+                _kill_quietly(definer)
+                break
+            chunk = os.read(rr, 65536)
+            if not chunk:
+                break
+            buffer = (buffer + chunk)[-(1 << 20) :]
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.startswith(prefix):
+                    continue
+                message = json.loads(line[len(prefix) :])
+                index = message.pop("i")
+                deadline = time.monotonic() + step
+                if index == -1:
+                    defined = message
+                elif index in pending and outcomes[index] is None:
+                    outcomes[index] = message
+        ended = json.loads(_read_capped(sr, VERDICT_CAP, time.monotonic() + 10.0) or b"{}")
+        os.waitpid(warden, 0)
+    finally:
+        os.close(rr)
+        os.close(sr)
+    waiting = [index for index in pending if outcomes[index] is None]
+    if not waiting:
+        return
+    if defined is not None and defined["status"] != "passed":
+        for index in waiting:  # the program fails before any assert: every assert shares that fate
+            outcomes[index] = defined
+        return
+    if timed_out:
+        targets = waiting if defined is None else waiting[:1]
+        for index in targets:
+            outcomes[index] = _outcome("timeout", f"no verdict within {limits['timeout_s']} s", "Timeout", step)
+        return
+    status, elapsed = ended.get("status", 0), round(ended.get("elapsed", 0.0), 4)
+    fate = _ended(status, False, elapsed, limits) or _outcome("error", "exited before a verdict", "EarlyExit", elapsed)
+    for index in waiting if defined is None else waiting[:1]:
+        outcomes[index] = fate
+
+
 def _handle(conn: socket.socket, base: str, layers: dict) -> None:
-    """J: one job. Harness code only; every candidate program runs in a grandchild."""
+    """J: one job. Harness code only; candidate code runs in D and its children."""
     (size,) = struct.unpack("!I", _recv_exact(conn, 4))
     request = json.loads(_recv_exact(conn, size))
-    if layers["netns"]:
+    if layers["netns"] and not layers["shared_netns"]:
         _unshare(CLONE_NEWNET)
     job_dir = os.path.join(base, secrets.token_hex(12))
     os.mkdir(job_dir, 0o711)
-    outcomes = []
+    tests = request["tests"]
+    outcomes: list = [None] * len(tests)
     try:
-        prefix = "\n".join(part for part in (request["setup"], request["code"]) if part)
-        limits = request["limits"]
-        for index, test in enumerate(request["tests"]):
-            source = f"{prefix}\n{test}" if prefix else test
-            try:
-                outcomes.append(_run_one(source, job_dir, index, limits, layers))
-            except OSError as exc:
-                outcomes.append(_outcome("sandbox_error", f"harness: {exc!r}", "SandboxError"))
+        wdirs = []
+        for index in range(len(tests) + 1):  # one per assert, and the last for D
+            wdir = os.path.join(job_dir, f"{index}-{secrets.token_hex(8)}")
+            os.mkdir(wdir, 0o700)
+            if layers["root"]:
+                os.chown(wdir, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
+            wdirs.append(wdir)
+        for _ in range(len(tests) + 1):  # each round settles at least one assert
+            pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
+            if not pending:
+                break
+            _round(request, wdirs, pending, layers, outcomes)
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
-    _send(conn, {"outcomes": outcomes})
+    missing = _outcome("sandbox_error", "no verdict after every retry", "SandboxError")
+    _send(conn, {"outcomes": [outcome or missing for outcome in outcomes]})
 
 
 def _reap() -> None:
@@ -320,6 +466,9 @@ def main() -> None:
     os.makedirs(base, exist_ok=True)
     os.chmod(base, stat.S_IRWXU | stat.S_IXGRP | stat.S_IXOTH)
     layers = _probe_namespaces()
+    # bwrap already gave the server its own network namespace with only loopback; one per job would
+    # cost ~3 ms each. Without bwrap every job gets its own.
+    layers["shared_netns"] = bool(os.environ.get("COCOS_SANDBOX_PRIVATE_TMP"))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(sock_path)
     os.chmod(sock_path, 0o600)
@@ -327,6 +476,8 @@ def main() -> None:
     sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "layers": layers}) + "\n")
     sys.stdout.flush()
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    gc.freeze()  # children do not copy pages just because the collector walks the preloaded modules
     signal.signal(signal.SIGCHLD, lambda *_: _reap())
     while True:
         try:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from cocos.records import ExecutionJob, ExecutionResult, Status, TestOutcome
@@ -53,6 +54,19 @@ class Limits:
         for name in ("memory_mb", "output_bytes", "nproc", "nofile"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: a limit must be a positive integer")
+
+
+_spawner: ThreadPoolExecutor | None = None
+
+
+def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    """Popen from one long-lived thread: the server's parent-death signal fires when the *thread*
+    that started it exits, so a server started from a short-lived worker thread would be killed."""
+    global _spawner
+    if _spawner is None:
+        _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
+    popen = partial(subprocess.Popen, env=SERVER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    return _spawner.submit(popen, command, close_fds=True).result()
 
 
 def _resolved_python() -> str:
@@ -130,9 +144,7 @@ class ForkServer:
         self._stop()
         self._dir = tempfile.mkdtemp(prefix="cocos-sandbox-")
         os.chmod(self._dir, 0o711)  # the unprivileged child must traverse it to reach its own folder
-        self._process = subprocess.Popen(
-            self._command(), env=SERVER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, close_fds=True
-        )
+        self._process = _spawn(self._command())
         line = self._ready_line()
         try:
             ready = json.loads(line)
