@@ -140,14 +140,13 @@ def odex_to_tests(test_start: str, tests: list[str], entry_point: str) -> tuple[
     converted = []
     for i, snippet in enumerate(tests):
         body = textwrap.dedent(snippet).strip("\n")
-        tree = parse(body, f"test {i}") if "return" not in body else None
-        if tree is None:
-            try:
-                tree = ast.parse(body)
-            except SyntaxError:
-                # The snippet was a check() body that may `return` early: keep that meaning in a function.
-                body = f"def _check():\n{textwrap.indent(body, '    ')}\n\n\n_check()"
-                parse(body, f"test {i}")
+        parse(body, f"test {i}")
+        try:
+            compile(body, "<test>", "exec")
+        except SyntaxError:
+            # A check() body that may `return` early ('return' outside function): keep its meaning.
+            body = f"def _check():\n{textwrap.indent(body, '    ')}\n\n\n_check()"
+            parse(body, f"test {i}")
         converted.append(rename(body, arg, entry_point))
     if not converted:
         raise ConversionError("record has no tests")

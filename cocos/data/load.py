@@ -8,12 +8,14 @@ package, synthetic problems are generated; neither downloads anything.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from cocos.data import humaneval, kodcode, mbpp, odex, synthetic
-from cocos.data.io import DATA_DIR_ENV, DataError, default_data_dirs, fetch, find_local, read_records, read_split
+from cocos.data import io as data_io
+from cocos.data.io import DATA_DIR_ENV, DataError, fetch, read_records, read_split
 from cocos.records import Problem
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "kodcode": kodcode.SPLITS,
     "synthetic": synthetic.SPLITS,
 }
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 LOCAL_FILES = {"mbpp": "mbpp/mbpp.jsonl", "odex": "odex/en_test.jsonl", "kodcode": "kodcode"}
 # (dataset id, config, hub split to read); KodCode-V1 has one hub split that we cut 8:2 ourselves.
 HUB = {
@@ -60,19 +63,28 @@ def load_records(source: str, split: str, path: str | None) -> tuple[list[dict[s
         with tempfile.TemporaryDirectory(prefix="cocos-data-") as workdir:
             local = fetch(path, workdir)
             return read_records(local), path
-    local = find_local(LOCAL_FILES[source])
+    local = data_io.find_local(LOCAL_FILES[source])
     if local is not None:
         log.info("%s: reading %s", source, local)
         return read_records(local), str(local)
     dataset_id, config, hub_split = HUB[source]
+    tried = [f"{d / LOCAL_FILES[source]} (absent)" for d in data_io.default_data_dirs()]
+    hint = (
+        f"Give a local file with path='/path/to/{LOCAL_FILES[source]}' (or an s3:// URI), "
+        f"or set {DATA_DIR_ENV} to a folder holding {LOCAL_FILES[source]}."
+    )
+    offline = [v for v in OFFLINE_ENV if os.environ.get(v, "").lower() in ("1", "true", "yes")]
+    if offline:
+        raise DataError(
+            f"cannot load source {source!r}: tried {'; '.join(tried)}; the hub {dataset_id!r} is "
+            f"unreachable ({offline[0]} is set). {hint}"
+        )
     try:
         return load_hub(dataset_id, config, hub_split or split), f"hub:{dataset_id}"
     except Exception as err:  # noqa: BLE001 - any hub failure becomes one message naming what was tried
-        tried = [f"{d / LOCAL_FILES[source]} (absent)" for d in default_data_dirs()]
         raise DataError(
             f"cannot load source {source!r}: tried {'; '.join(tried)}; the hub {dataset_id!r} "
-            f"({type(err).__name__}: {err}). Give a local file with path='/path/to/{LOCAL_FILES[source]}' "
-            f"(or an s3:// URI), or set {DATA_DIR_ENV} to a folder holding {LOCAL_FILES[source]}."
+            f"({type(err).__name__}: {str(err)[:300]}). {hint}"
         ) from err
 
 
