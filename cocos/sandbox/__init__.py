@@ -11,30 +11,39 @@ written after the program returns, checked against how the process ended; never 
 or stdout.
 
 What is covered
-- Wall-clock timeout per assert (SIGKILL of the whole PID namespace), CPU-time rlimit as a backstop.
-- Memory (RLIMIT_AS/DATA), processes (RLIMIT_NPROC, enforced because children run as uid 65534),
+- Wall-clock timeout per assert (SIGKILL), CPU-time rlimit as a backstop, and a second watchdog in
+  the root harness that kills the whole job's namespace if the in-namespace harness stops answering.
+- Memory (RLIMIT_AS/DATA), processes (RLIMIT_NPROC, enforced because candidates run as uid 65534),
   open files (RLIMIT_NOFILE), output and file size (RLIMIT_FSIZE on captured stdout/stderr), no core.
-- Every child: new session, new PID namespace (nothing it starts outlives it), uid/gid 65534 with no
-  supplementary groups, not dumpable (other children cannot read its /proc entries), private empty
-  working folder deleted afterwards, empty environment (the server itself starts with none, so no
-  AWS_* / MLFLOW_* secret exists to leak), each job in a new network namespace without interfaces up.
+- Each job: a new PID namespace whose PID 1 (the definer, uid 65534 with no groups, not dumpable,
+  empty environment) runs setup + code once and forks one child per assert, each in its own empty
+  folder; after every assert everything else in the namespace is killed and reaped (fork bombs,
+  daemons, threads), and the namespace dies with the job. The server itself starts with an empty
+  environment, so no AWS_* / MLFLOW_* secret exists to leak. Builtins and the harness's modules are
+  restored after the definition, so monkeypatching them cannot reach the harness or the asserts.
+- Network: each job gets a new network namespace with no interface up; under bubblewrap all jobs
+  share the server's own namespace, which has only loopback (creating one per job costs ~3 ms).
 - With bubblewrap installed, the server runs with a read-only root, private root-owned /tmp and
-  /dev/shm, and its own IPC/UTS/PID/network namespaces: candidates can write only their own folder.
+  /dev/shm, its own IPC/UTS/PID/network namespaces, and private folders above the interpreter (such
+  as /root) replaced by empty ones: candidates can write only their own folder.
 - Crashes (segfault), `os._exit`, `sys.exit`, replaced builtins, ignored signals, threads left
   running, killing the parent: each gives a typed outcome and the server keeps serving.
 
 What is not covered
-- A candidate that deliberately walks the harness's frames or memory to find the nonce can forge a
-  verdict; objects whose `__eq__` always returns True pass equality asserts. This is a reward-hacking
-  guard against accidents and simple tricks, not a proof.
+- A candidate that deliberately walks the harness's frames, module globals or memory can find the
+  nonce and forge a verdict; objects whose `__eq__` always returns True pass equality asserts. This
+  guards rewards against accidents and simple tricks; it is not a proof.
+- Module-level state is per job: asserts run in copies of the defined program, so an assert cannot
+  see what another changed, but the program is defined once (its module-level code runs once).
 - Without bubblewrap, world-writable host folders (/tmp, /var/tmp, /dev/shm) are writable by the
-  child, and readable by other concurrent children that guess the name.
+  candidate and readable by other concurrent candidates that guess a name.
 - RLIMIT_NPROC is per uid: a fork bomb can starve concurrent jobs' own forks until it is killed.
 - Disk usage is bounded only per file (RLIMIT_FSIZE), not in total; no seccomp filter; the kernel
   is shared. On a cluster, gVisor (runtimeClassName) and the NetworkPolicy in k8s/sandbox/ add the
   layers this process cannot.
-- Without root (or user namespaces) the uid, network and PID namespace layers are skipped with a
-  warning; rlimits, process groups, clean environment and the verdict channel remain.
+- Without root, the uid, network and PID namespace layers are skipped with a warning (no user
+  namespace fallback yet); rlimits, process groups, clean environment and the verdict channel remain,
+  but candidates then share the caller's uid and can read its /proc entries.
 """
 
 from __future__ import annotations
