@@ -1,0 +1,234 @@
+"""The pipeline's stages as plain functions: what each kfp component runs, testable without kfp.
+
+Each stage opens a child MLflow run under the one parent run of its pipeline run (found by the kfp
+run id), logs its whole config as params, and writes its outputs into the folder kfp gives it.
+Services are reached through the environment (MLFLOW_TRACKING_URI, AWS_* / AWS_ENDPOINT_URL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cocos.config import EvalConfig, PromotionConfig, RLOOConfig, SFTConfig, to_dict
+
+log = logging.getLogger(__name__)
+
+EVAL_SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a stage reports: the MLflow experiment and the kfp run it belongs to."""
+
+    experiment: str = "cocos"
+    pipeline_run_id: str = "local"
+
+    def __post_init__(self) -> None:
+        # A kfp task runs its stage in a fresh interpreter: show the stage's progress in the task log.
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    def parent(self) -> str:
+        from cocos import tracking
+
+        return tracking.parent_run(self.experiment, self.pipeline_run_id)
+
+
+def code_version() -> str:
+    """The git commit of this code, or the package version outside a checkout (images)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if out.returncode == 0:
+            return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    from cocos import __version__
+
+    return os.environ.get("COCOS_CODE_VERSION", __version__)
+
+
+# ---------------------------------------------------------------------------- data
+def prepare_data_stage(data_config: Any, out_dir: str | Path, ctx: RunContext) -> dict[str, Any]:
+    from cocos import tracking
+    from cocos.data import prepare
+
+    with tracking.stage_run(ctx.parent(), "prepare_data", {"data": to_dict(data_config)}):
+        prepared = prepare(data_config, out_dir)
+        for name, digest in prepared.hashes.items():
+            context = "evaluation" if name.startswith("test_") else "training"
+            source = str(Path(prepared.files[name]).resolve())
+            tracking.log_dataset_input(name, digest, source, {"records": prepared.counts[name]}, context=context)
+        tracking.log_metrics({f"data/{name}_count": float(n) for name, n in prepared.counts.items()})
+        tracking.log_artifact(prepared.manifest, "data")
+    return {"counts": prepared.counts, "sha256": prepared.hashes}
+
+
+def _eval_sets(data_dir: Path) -> dict[str, Path]:
+    sets = {p.stem.removeprefix("test_"): p for p in sorted(data_dir.glob("test_*.jsonl"))}
+    if not sets:
+        raise FileNotFoundError(f"{data_dir}: no test_<dataset>.jsonl files; run prepare_data first")
+    return sets
+
+
+# ---------------------------------------------------------------------------- boost SFT
+def boost_sft_stage(
+    config: SFTConfig, model_reference: str, data_dir: str | Path, out_dir: str | Path, ctx: RunContext
+) -> dict[str, Any]:
+    from cocos import tracking
+    from cocos.models import resolve_model
+    from cocos.train.sft import read_examples, run_sft
+
+    base = resolve_model(model_reference)
+    data_dir = Path(data_dir)
+    train = read_examples(data_dir / "boost_train.jsonl")
+    validation_path = data_dir / "boost_validation.jsonl"
+    validation = read_examples(validation_path) if validation_path.exists() else None
+    params = {"sft": to_dict(config), "model_reference": model_reference, "examples": len(train)}
+    with tracking.stage_run(ctx.parent(), "boost_sft", params):
+        metrics = run_sft(
+            config, base, train, out_dir, validation, on_log=lambda step, m: tracking.log_metrics(m, step)
+        )
+        tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+    return metrics
+
+
+# ---------------------------------------------------------------------------- RLOO
+def rloo_stage(
+    config: RLOOConfig,
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    ctx: RunContext,
+    checkpoint_uri: str = "",
+    work_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train from the boost model; checkpoints go to `checkpoint_uri` (S3) and a restart resumes there."""
+    from cocos import tracking
+    from cocos.data import read_split
+    from cocos.models import load_model_and_tokenizer
+    from cocos.sandbox import get_executor
+    from cocos.train.rloo import RLOOTrainer, StepCallbacks
+
+    problems = read_split(Path(data_dir) / "train.jsonl")
+    model, tokenizer = load_model_and_tokenizer(model_dir, dtype="bfloat16" if config.bf16 else "float32")
+    work = Path(work_dir) if work_dir else Path(out_dir).parent / (Path(out_dir).name + ".work")
+    with tracking.stage_run(
+        ctx.parent(), "cocos_rloo", {"rloo": to_dict(config), "train_problems": len(problems)}
+    ) as run_id:
+        callbacks = StepCallbacks(
+            on_step=lambda step, metrics: tracking.log_metrics(metrics, step),
+            on_rollouts=lambda step, records: tracking.log_table(records, f"rollouts/step-{step:06d}.json"),
+            on_checkpoint=lambda step, uri: tracking.log_metrics({"checkpoint/step": float(step)}, step),
+        )
+        trainer = RLOOTrainer(
+            config,
+            model,
+            tokenizer,
+            problems,
+            get_executor(config.sandbox_url or None),
+            work,
+            checkpoint_uri=checkpoint_uri,
+            callbacks=callbacks,
+            run_id=run_id,
+        )
+        result = trainer.train()
+        trainer.save_final(out_dir)
+        summary = {
+            "steps": result.steps_done,
+            "resumed_from": result.resumed_from,
+            "checkpoint_uri": checkpoint_uri,
+            "config": to_dict(config),
+            "last": result.history[-1] if result.history else {},
+        }
+        tracking.log_dict(summary, "rloo_summary.json")
+    (Path(out_dir) / "cocos_training.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate_stage(
+    config: EvalConfig, model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, ctx: RunContext
+) -> dict[str, Any]:
+    """Greedy T-turn evaluation of every test set; writes records, the table and summary.json."""
+    from cocos import tracking
+    from cocos.data import read_split
+    from cocos.evaluate import evaluate_problems, format_table
+    from cocos.models import load_model_and_tokenizer
+    from cocos.sandbox import get_executor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    executor = get_executor(config.sandbox_url or None)
+    results = []
+    with tracking.stage_run(ctx.parent(), "evaluate", {"eval": to_dict(config)}):
+        for dataset, path in _eval_sets(Path(data_dir)).items():
+            result = evaluate_problems(model, tokenizer, read_split(path), config, executor, dataset)
+            results.append(result)
+            tracking.log_metrics({f"eval/{dataset}/{k}": v for k, v in result.metrics.items()})
+            with (out / f"records_{dataset}.jsonl").open("w", encoding="utf-8") as handle:
+                for record in result.records:
+                    handle.write(json.dumps(record, sort_keys=True) + "\n")
+        table = format_table(results, config.turns)
+        (out / "table.md").write_text(table + "\n")
+        summary = {
+            "metrics": {r.dataset: r.metrics for r in results},
+            "table": table,
+            "sandbox_errors": sum(int(r.metrics["sandbox_errors"]) for r in results),
+        }
+        (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
+        tracking.log_artifact(str(out), "evaluation")
+    return summary
+
+
+# ---------------------------------------------------------------------------- registry
+@dataclass
+class RegistrationResult:
+    version: str
+    promoted: bool
+    reasons: list[str] = field(default_factory=list)
+    champion: str | None = None
+
+
+def register_stage(
+    config: PromotionConfig,
+    model_dir: str | Path,
+    eval_dir: str | Path,
+    ctx: RunContext,
+    lineage: dict[str, str],
+) -> RegistrationResult:
+    """A new registered version (alias `challenger`), moved to `champion` only through the promotion gate."""
+    from cocos import tracking
+
+    summary = json.loads((Path(eval_dir) / EVAL_SUMMARY).read_text())
+    candidate = {
+        dataset: {k: float(v) for k, v in metrics.items() if k.startswith(("acc_", "c2i_", "i2c_", "delta_"))}
+        for dataset, metrics in summary["metrics"].items()
+    }
+    tags = {"cocos.code_version": code_version(), "cocos.pipeline_run_id": ctx.pipeline_run_id, **lineage}
+    with tracking.stage_run(ctx.parent(), "register", {"register": to_dict(config)}) as run_id:
+        version = tracking.register_model(model_dir, config.model_name, run_id, tags)
+        decision = tracking.promote(config.model_name, version, candidate, config.acc_t2_margin, config.c2i_ceiling)
+        tracking.log_dict(decision.to_dict(), "promotion_decision.json")
+        tracking.log_metrics({"register/promoted": float(decision.promoted), "register/version": float(version)})
+    return RegistrationResult(
+        version=version,
+        promoted=decision.promoted,
+        reasons=list(decision.reasons),
+        champion=tracking.get_alias_version(config.model_name, "champion"),
+    )
+
+
+def copy_model(src: str | Path, dst: str | Path) -> None:
+    """Copy an HF folder (used when a stage passes its input through unchanged)."""
+    shutil.copytree(src, dst, dirs_exist_ok=True)

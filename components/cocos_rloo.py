@@ -1,0 +1,54 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import images
+
+
+@dsl.component(base_image=images.TRAIN, install_kfp_package=False)
+def cocos_rloo_op(
+    boost_model: Input[Model],
+    data: Input[Dataset],
+    rloo_method: str,
+    rloo_rollout_mode: str,
+    rloo_steps: int,
+    rloo_prompts_per_step: int,
+    rloo_group_size: int,
+    rloo_gamma: float,
+    rloo_score_mode: str,
+    rloo_kl_beta: float,
+    rloo_learning_rate: float,
+    rloo_temperature: float,
+    rloo_max_new_tokens: int,
+    rloo_micro_batch_size: int,
+    rloo_checkpoint_every: int,
+    rloo_seed: int,
+    rloo_checkpoint_uri: str,
+    sandbox_url: str,
+    mlflow_experiment: str,
+    pipeline_run_id: str,
+    model: Output[Model],
+):
+    """CoCoS online RLOO with the accumulated progressive reward; resumes from the newest S3 checkpoint."""
+    from cocos.config import RLOOConfig
+    from cocos.stages import RunContext, rloo_stage
+
+    config = RLOOConfig.preset(
+        rloo_method,
+        rollout_mode=rloo_rollout_mode if rloo_method != "turn_rl" else "shared_turn1",
+        steps=rloo_steps,
+        prompts_per_step=rloo_prompts_per_step,
+        group_size=rloo_group_size,
+        gamma=rloo_gamma,
+        score_mode=rloo_score_mode if rloo_method not in ("cocos_binary", "score_stage1") else "binary",
+        kl_beta=rloo_kl_beta,
+        learning_rate=rloo_learning_rate,
+        temperature=rloo_temperature,
+        max_new_tokens=rloo_max_new_tokens,
+        micro_batch_size=rloo_micro_batch_size,
+        checkpoint_every=rloo_checkpoint_every,
+        seed=rloo_seed,
+        sandbox_url=sandbox_url,
+    )
+    checkpoints = rloo_checkpoint_uri.rstrip("/") + f"/{pipeline_run_id}" if rloo_checkpoint_uri else ""
+    ctx = RunContext(mlflow_experiment, pipeline_run_id)
+    model.metadata.update(rloo_stage(config, boost_model.path, data.path, model.path, ctx, checkpoints))
