@@ -217,6 +217,7 @@ def main() -> dict:
         "asserts": sum(len(j.tests) for *_, j in jobs),
         "workers": WORKERS,
         "cpus": os.cpu_count(),
+        "load_average_1m_after": os.getloadavg()[0],
         "python": platform.python_version(),
         "problems_per_s": {
             "cocos": n_problems / cocos_s,
