@@ -105,7 +105,9 @@ def state_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def resolve_ports(ports: Mapping[str, int] | None = None, base: Mapping[str, int] | None = None) -> dict[str, int]:
+def resolve_ports(
+    ports: Mapping[str, int] | None = None, base: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """`base` (the last run's ports) or the defaults, overridden by `COCOS_PORT_<NAME>`, then by `ports`."""
     resolved = dict(DEFAULT_PORTS) | {k: int(v) for k, v in (base or {}).items() if k in DEFAULT_PORTS}
     for name in resolved:
@@ -117,7 +119,9 @@ def resolve_ports(ports: Mapping[str, int] | None = None, base: Mapping[str, int
             raise ServicesError(f"ports has unknown key {name!r}; known keys: {', '.join(resolved)}")
         resolved[name] = _check_port(f"ports[{name!r}]", value)
     if resolved["admin"] + ADMIN_GRPC_OFFSET > 65535:
-        raise ServicesError(f"ports['admin']={resolved['admin']} is too high: admin + 10000 must be a port too")
+        raise ServicesError(
+            f"ports['admin']={resolved['admin']} is too high: admin + 10000 must be a port too"
+        )
     used = _all_ports(resolved)
     if len(set(used.values())) != len(used):
         raise ServicesError(f"ports collide: {used}; give every service its own port")
@@ -179,7 +183,9 @@ def free_ports(names: tuple[str, ...] = tuple(DEFAULT_PORTS)) -> dict[str, int]:
             port = sock.getsockname()[1]
         name = names[len(chosen)]
         extra = port + ADMIN_GRPC_OFFSET if name == "admin" else None
-        if port in taken or (extra is not None and (extra > 65535 or extra in taken or not _port_free(extra))):
+        if port in taken or (
+            extra is not None and (extra > 65535 or extra in taken or not _port_free(extra))
+        ):
             continue
         chosen[name] = port
         taken.update({port} | ({extra} if extra else set()))
@@ -449,8 +455,16 @@ def _healthy(data: Mapping[str, Any], creds: Mapping[str, str]) -> bool:
 # --- public API ------------------------------------------------------------------------------------
 
 
-def up(state_dir: str | os.PathLike[str] | None = None, ports: Mapping[str, int] | None = None) -> ServiceInfo:
-    """Start SeaweedFS and MLflow (or reuse them when already running and healthy); wait for health."""
+def up(
+    state_dir: str | os.PathLike[str] | None = None,
+    ports: Mapping[str, int] | None = None,
+    owner_pid: int | None = None,
+) -> ServiceInfo:
+    """Start SeaweedFS and MLflow (or reuse them when already running and healthy); wait for health.
+
+    With `owner_pid`, a small watchdog process stops the services when that process exits, even by
+    SIGKILL (test sessions use this so that a killed run leaves nothing behind).
+    """
     state = state_path(state_dir)
     timeout_s = float(os.environ.get("COCOS_SERVICES_TIMEOUT", "120"))
     with _locked(state):
@@ -469,6 +483,7 @@ def up(state_dir: str | os.PathLike[str] | None = None, ports: Mapping[str, int]
             if data.get("processes", {}).get(name):
                 log.warning("restarting: %s was recorded but the services are not all healthy", name)
             _stop(name, data.get("processes", {}).get(name))
+        _stop("watchdog", data.get("watchdog"))
         chosen = resolve_ports(ports, base=data.get("ports"))
         bucket = data.get("bucket") or os.environ.get("COCOS_BUCKET") or DEFAULT_BUCKET
         if len(bucket) < 3:
@@ -487,6 +502,9 @@ def up(state_dir: str | os.PathLike[str] | None = None, ports: Mapping[str, int]
             data["processes"]["mlflow"] = mlflow
             _save_state(state, data)
             _wait_healthy("mlflow", mlflow, lambda: _mlflow_problem(chosen), timeout_s)
+            if owner_pid is not None:
+                data["watchdog"] = _spawn("watchdog", _watchdog_cmd(state, owner_pid), os.environ, state)
+                _save_state(state, data)
         except BaseException:
             for name in reversed(_SERVICES):
                 _stop(name, data["processes"].get(name))
@@ -506,9 +524,30 @@ def down(state_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
         data = _load_state(state)
         procs = data.get("processes", {})
         result = {name: _stop(name, procs.get(name)) for name in reversed(_SERVICES)}
+        watchdog = data.pop("watchdog", None)
+        if watchdog and watchdog.get("pid") != os.getpid():
+            _stop("watchdog", watchdog)
         data["processes"] = {}
         _save_state(state, data)
     return result
+
+
+def _watchdog_cmd(state: Path, owner_pid: int) -> list[str]:
+    code = "import sys; from cocos.services import watch_owner; watch_owner(sys.argv[1], int(sys.argv[2]))"
+    return [sys.executable, "-c", code, str(state), str(owner_pid)]
+
+
+def watch_owner(state_dir: str | os.PathLike[str], owner_pid: int, poll_s: float = 1.0) -> None:
+    """Block until process `owner_pid` exits, then stop the services of `state_dir` (the watchdog body)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        owner = psutil.Process(owner_pid)
+        while owner.is_running() and owner.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(poll_s)
+    except psutil.NoSuchProcess:
+        pass
+    log.info("owner process %d is gone; stopping the services in %s", owner_pid, state_dir)
+    down(state_dir)
 
 
 def status(state_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -537,7 +576,9 @@ def status(state_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
             "url": url,
             "log": str(state / "logs" / f"{name}.log"),
         }
-    report.update(running=all(s["healthy"] for s in report["services"].values()), ports=ports, bucket=data["bucket"])
+    report.update(
+        running=all(s["healthy"] for s in report["services"].values()), ports=ports, bucket=data["bucket"]
+    )
     return report
 
 

@@ -98,7 +98,9 @@ def client(
     region: str | None = None,
 ):
     """A boto3 S3 client; arguments left out come from the environment (see the module docstring)."""
-    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    endpoint_url = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    )
     return _cached_client(
         endpoint_url or None,
         access_key or os.environ.get("AWS_ACCESS_KEY_ID"),
@@ -230,7 +232,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def upload_dir(local_dir: str | os.PathLike[str], uri_prefix: str, extra: Mapping[str, Any] | None = None) -> str:
+def upload_dir(
+    local_dir: str | os.PathLike[str], uri_prefix: str, extra: Mapping[str, Any] | None = None
+) -> str:
     """Upload every file under `local_dir` to `uri_prefix`, then write `MANIFEST.json` last.
 
     A local `MANIFEST.json` is not uploaded (the new one replaces it). If the prefix already holds a
@@ -295,7 +299,9 @@ def download_dir(uri_prefix: str, local_dir: str | os.PathLike[str]) -> dict[str
     prefix = _as_prefix(key)
     local_dir = Path(local_dir)
     if local_dir.exists() and (not local_dir.is_dir() or any(local_dir.iterdir())):
-        raise StorageError(f"local_dir={str(local_dir)!r} exists and is not empty; give a new or empty folder")
+        raise StorageError(
+            f"local_dir={str(local_dir)!r} exists and is not empty; give a new or empty folder"
+        )
     local_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{local_dir.name}.", suffix=".partial", dir=local_dir.parent))
     s3 = client()
@@ -307,8 +313,9 @@ def download_dir(uri_prefix: str, local_dir: str | os.PathLike[str]) -> dict[str
             size, sha = target.stat().st_size, _sha256(target)
             if size != meta["size"] or sha != meta["sha256"]:
                 raise IntegrityError(
-                    f"{uri_prefix}{rel}: got {size} bytes sha256 {sha[:12]}, manifest says {meta['size']} bytes "
-                    f"sha256 {meta['sha256'][:12]}; the object changed after upload, re-upload the folder"
+                    f"{uri_prefix}{rel}: got {size} bytes sha256 {sha[:12]}, manifest says "
+                    f"{meta['size']} bytes sha256 {meta['sha256'][:12]}; the object changed after upload, "
+                    "re-upload the folder"
                 )
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if local_dir.exists():

@@ -118,7 +118,9 @@ def parent_run(experiment: str, pipeline_run_id: str, run_name: str | None = Non
     if found:
         return found[0].info.run_id
     tags = {PIPELINE_TAG: pipeline_run_id, STAGE_TAG: "pipeline"}
-    mine = client.create_run(exp_id, run_name=run_name or f"pipeline-{pipeline_run_id}", tags=tags).info.run_id
+    mine = client.create_run(
+        exp_id, run_name=run_name or f"pipeline-{pipeline_run_id}", tags=tags
+    ).info.run_id
     found = _runs_with_pipeline_id(client, exp_id, pipeline_run_id)
     winner = found[0].info.run_id if found else mine
     if winner != mine:  # another process created one at the same time; the oldest wins
@@ -147,7 +149,9 @@ def stage_run(parent_run_id: str, stage: str, params: Mapping[str, Any] | Any | 
     try:
         parent = client.get_run(parent_run_id)
     except MlflowException as exc:
-        raise TrackingError(f"parent_run_id={parent_run_id!r} does not exist; create it with parent_run()") from exc
+        raise TrackingError(
+            f"parent_run_id={parent_run_id!r} does not exist; create it with parent_run()"
+        ) from exc
     tags = {STAGE_TAG: stage, PIPELINE_TAG: parent.data.tags.get(PIPELINE_TAG, "")}
     with mlflow.start_run(
         experiment_id=parent.info.experiment_id, run_name=stage, parent_run_id=parent_run_id, tags=tags
@@ -166,7 +170,9 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if not isinstance(obj, Mapping):
-        raise TrackingError(f"params of type {type(obj).__name__} cannot be flattened; pass a dataclass or dict")
+        raise TrackingError(
+            f"params of type {type(obj).__name__} cannot be flattened; pass a dataclass or dict"
+        )
     flat: dict[str, str] = {}
     for key, value in obj.items():
         name = f"{prefix}.{key}" if prefix else str(key)
@@ -222,7 +228,11 @@ def log_table(records: Sequence[Mapping[str, Any]], name: str) -> None:
 
 
 def log_dataset_input(
-    name: str, digest: str, source_uri: str, counts: Mapping[str, int] | None = None, context: str = "training"
+    name: str,
+    digest: str,
+    source_uri: str,
+    counts: Mapping[str, int] | None = None,
+    context: str = "training",
 ) -> None:
     """Record a dataset (by name, content hash and location) as an input of the active run.
 
@@ -270,7 +280,9 @@ def register_model(model_dir: str | os.PathLike[str], name: str, run_id: str, ta
     `challenger`, tag it; returns the version."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise TrackingError(f"model_dir={str(model_dir)!r} has no config.json; pass a saved Hugging Face folder")
+        raise TrackingError(
+            f"model_dir={str(model_dir)!r} has no config.json; pass a saved Hugging Face folder"
+        )
     if not name:
         raise TrackingError("name is empty; give the registered model name, e.g. 'cocos-self-correct'")
     client = _client()
@@ -297,7 +309,7 @@ def get_alias_version(name: str, alias: str) -> str | None:
 
 
 def model_uri(name: str, alias: str = CHAMPION) -> str:
-    """`models:/<name>@<alias>` (or `models:/<name>/<version>` for a number), loadable with `download_model`."""
+    """`models:/<name>@<alias>`, or `models:/<name>/<version>` for a number; see `download_model`."""
     return f"models:/{name}/{alias}" if str(alias).isdigit() else f"models:/{name}@{alias}"
 
 
@@ -311,7 +323,9 @@ def download_model(name: str, alias: str, dst_dir: str | os.PathLike[str]) -> st
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, alias), dst_path=str(tmp)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, alias), dst_path=str(tmp))
+        )
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(local, dst)
@@ -389,11 +403,15 @@ def decide(
             acc, best = values[acc_key], (champion.get(dataset) or {}).get(acc_key)
             if best is None:
                 ok = False
-                reasons.append(f"{dataset}: champion has no {acc_key}; cannot compare, re-evaluate the champion")
+                reasons.append(
+                    f"{dataset}: champion has no {acc_key}; cannot compare, re-evaluate the champion"
+                )
             else:
                 passed = acc >= best + margin
                 ok &= passed
-                reasons.append(f"{dataset}: {acc_key} {acc:.4f} {'>=' if passed else '<'} {best:.4f} + {margin:.4f}")
+                reasons.append(
+                    f"{dataset}: {acc_key} {acc:.4f} {'>=' if passed else '<'} {best:.4f} + {margin:.4f}"
+                )
         c2i = values[c2i_key]
         passed = c2i <= c2i_ceiling
         ok &= passed
@@ -472,7 +490,9 @@ def rollback(name: str) -> str:
     if current and history and history[-1] != current:
         history.append(current)  # the alias was moved by hand; treat it as the newest champion
     if len(history) < 2:
-        raise TrackingError(f"model {name!r} has no previous champion (history {history}); nothing to roll back")
+        raise TrackingError(
+            f"model {name!r} has no previous champion (history {history}); nothing to roll back"
+        )
     demoted = history.pop()
     previous = history[-1]
     client.set_registered_model_alias(name, CHAMPION, previous)

@@ -2,9 +2,11 @@
 
 `live_services` starts them once, on free ports in a temporary state folder, puts the client
 environment (MLFLOW_TRACKING_URI, AWS_*, COCOS_BUCKET) into os.environ for the session, and stops them
-at the end. `s3_prefix` gives each test its own `s3://<bucket>/tests/<uuid>` prefix.
+at the end (or, through a watchdog, when the pytest process dies). `s3_prefix` gives each test its
+own `s3://<bucket>/tests/<uuid>` prefix.
 
-Register with `pytest_plugins = ["tests.fixtures_services"]` in tests/conftest.py, or `-p tests.fixtures_services`.
+Register with `pytest_plugins = ["tests.fixtures_services"]` in tests/conftest.py
+(or `pytest -p tests.fixtures_services`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cocos import services
 def live_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.ServiceInfo]:
     """Running SeaweedFS + MLflow with the client environment set; stopped at session end."""
     state = tmp_path_factory.mktemp("cocos-services")
-    info = services.up(state, services.free_ports())
+    info = services.up(state, services.free_ports(), owner_pid=os.getpid())
     env = info.env()
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

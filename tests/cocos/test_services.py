@@ -10,11 +10,20 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import time
 
 import psutil
 import pytest
 
 from cocos import services
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_resolve_ports_env_then_argument(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +63,9 @@ def test_port_taken_names_the_port_and_holder(tmp_path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports["mlflow"]))
         holder.listen()
-        with pytest.raises(services.PortInUseError, match=rf"port {ports['mlflow']} for mlflow .* pid {os.getpid()}"):
+        with pytest.raises(
+            services.PortInUseError, match=rf"port {ports['mlflow']} for mlflow .* pid {os.getpid()}"
+        ):
             services.up(tmp_path / "state", ports)
     assert services.status(tmp_path / "state")["running"] is False
 
@@ -86,11 +97,31 @@ def test_up_is_idempotent_and_down_stops_process_groups(tmp_path) -> None:
     finally:
         result = services.down(state)
     assert result == {"mlflow": "stopped", "seaweedfs": "stopped"}
-    for pid in [*info.pids.values(), *restarted.pids.values()]:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not any(_running(pid) for pid in [*info.pids.values(), *restarted.pids.values()])
     assert services.status(state)["running"] is False
     assert (state / "mlflow.db").is_file() and (state / "seaweedfs").is_dir()
     assert services.down(state) == {"mlflow": "not running", "seaweedfs": "not running"}
+
+
+@pytest.mark.slow
+def test_watchdog_stops_services_when_owner_dies(tmp_path) -> None:
+    state = tmp_path / "state"
+    owner = subprocess.Popen(["sleep", "600"])
+    try:
+        info = services.up(state, services.free_ports(), owner_pid=owner.pid)
+        assert services.status(state)["running"]
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_running(pid) for pid in info.pids.values()):
+        time.sleep(0.5)
+    try:
+        assert not services.status(state)["running"]
+        assert not any(_running(pid) for pid in info.pids.values())
+        assert "owner process" in (state / "logs" / "watchdog.log").read_text()
+    finally:
+        services.down(state)
 
 
 @pytest.mark.slow

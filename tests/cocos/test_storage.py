@@ -62,7 +62,9 @@ def test_upload_dir_roundtrip_with_manifest_last(live_services, s3_prefix: str, 
 
 @pytest.mark.slow
 def test_prefix_without_manifest_is_incomplete(live_services, s3_prefix: str, tmp_path: Path) -> None:
-    storage.upload_file(_make_folder(tmp_path / "src") / "config.json", f"{s3_prefix}/step-000009/config.json")
+    storage.upload_file(
+        _make_folder(tmp_path / "src") / "config.json", f"{s3_prefix}/step-000009/config.json"
+    )
     storage.upload_dir(tmp_path / "src", f"{s3_prefix}/step-000002")
     assert storage.list_complete(s3_prefix) == [f"{s3_prefix}/step-000002"]
     with pytest.raises(storage.IncompleteUpload, match="step-000009"):
@@ -92,7 +94,9 @@ def test_latest_complete_falls_back_to_manifest_time(live_services, s3_prefix: s
 
 
 @pytest.mark.slow
-def test_corrupted_object_fails_download_and_leaves_nothing(live_services, s3_prefix: str, tmp_path: Path) -> None:
+def test_corrupted_object_fails_download_and_leaves_nothing(
+    live_services, s3_prefix: str, tmp_path: Path
+) -> None:
     src = _make_folder(tmp_path / "src")
     storage.upload_dir(src, f"{s3_prefix}/ckpt")
     (tmp_path / "evil.bin").write_bytes(b"tampered")

@@ -106,7 +106,12 @@ def test_stage_run_logs_params_metrics_and_inputs(live_services, tmp_path: Path)
     assert run.info.run_name == "sft"
     assert run.data.params["sft.lr"] == "1e-05"
     assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [1.5, 0.5]
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"reports", "summary.json", "notes.txt", "outcomes.json"}
+    assert {a.path for a in client.list_artifacts(run_id)} >= {
+        "reports",
+        "summary.json",
+        "notes.txt",
+        "outcomes.json",
+    }
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "mbpp-train"
     assert {t.key: t.value for t in dataset_input.tags}["count.train"] == "374"
@@ -115,7 +120,10 @@ def test_stage_run_logs_params_metrics_and_inputs(live_services, tmp_path: Path)
 @pytest.mark.slow
 def test_stage_run_marks_failure(live_services) -> None:
     parent = tracking.parent_run(f"test-{_uid()}", _uid())
-    with pytest.raises(RuntimeError, match="boom"), tracking.stage_run(parent, "rloo", {"gamma": 1.0}) as run_id:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        tracking.stage_run(parent, "rloo", {"gamma": 1.0}) as run_id,
+    ):
         raise RuntimeError("boom")
     assert tracking.run_status(run_id) == "FAILED"
     assert mlflow.active_run() is None
@@ -136,7 +144,9 @@ def test_register_promote_and_rollback(live_services, tmp_path: Path) -> None:
     v2_dir = tracking.download_model(name, "challenger", tmp_path / "dl2")
     assert json.loads((Path(v2_dir) / "config.json").read_text())["marker"] == "two"
 
-    first = tracking.promote(name, v1, {"mbpp": {"acc_t2": 0.40, "c2i_t1_t2": 0.01}}, margin=0.02, c2i_ceiling=0.05)
+    first = tracking.promote(
+        name, v1, {"mbpp": {"acc_t2": 0.40, "c2i_t1_t2": 0.01}}, margin=0.02, c2i_ceiling=0.05
+    )
     assert first.promoted and first.previous_champion is None
     assert tracking.get_alias_version(name, "champion") == "1"
     # The same cache folder is replaced, not mixed: version 1, then version 2 by number.
@@ -149,19 +159,25 @@ def test_register_promote_and_rollback(live_services, tmp_path: Path) -> None:
     with pytest.raises(tracking.TrackingError, match="cannot download"):
         tracking.download_model(name, "nosuchalias", tmp_path / "cache")
 
-    worse = tracking.promote(name, v2, {"mbpp": {"acc_t2": 0.41, "c2i_t1_t2": 0.01}}, margin=0.02, c2i_ceiling=0.05)
+    worse = tracking.promote(
+        name, v2, {"mbpp": {"acc_t2": 0.41, "c2i_t1_t2": 0.01}}, margin=0.02, c2i_ceiling=0.05
+    )
     assert not worse.promoted
     assert worse.champion_metrics == {"mbpp": {"acc_t2": 0.40, "c2i_t1_t2": 0.01}}
     assert tracking.get_alias_version(name, "champion") == "1"
     assert tracking.get_alias_version(name, "challenger") == "2"
     assert MlflowClient().get_model_version(name, v2).tags[tracking.DECISION_TAG] == "rejected"
     # Idempotent: the recorded decision comes back, even with different numbers.
-    again = tracking.promote(name, v2, {"mbpp": {"acc_t2": 0.99, "c2i_t1_t2": 0.0}}, margin=0.02, c2i_ceiling=0.05)
+    again = tracking.promote(
+        name, v2, {"mbpp": {"acc_t2": 0.99, "c2i_t1_t2": 0.0}}, margin=0.02, c2i_ceiling=0.05
+    )
     assert again == worse
 
     with tracking.stage_run(parent, "register") as run_id:
         v3 = tracking.register_model(_model_folder(tmp_path / "m3", "three"), name, run_id, {})
-    better = tracking.promote(name, v3, {"mbpp": {"acc_t2": 0.50, "c2i_t1_t2": 0.02}}, margin=0.02, c2i_ceiling=0.05)
+    better = tracking.promote(
+        name, v3, {"mbpp": {"acc_t2": 0.50, "c2i_t1_t2": 0.02}}, margin=0.02, c2i_ceiling=0.05
+    )
     assert better.promoted and better.previous_champion == "1"
     assert tracking.get_alias_version(name, "champion") == "3"
     assert tracking.version_metrics(name, v3) == {"mbpp": {"acc_t2": 0.50, "c2i_t1_t2": 0.02}}
