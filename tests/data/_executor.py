@@ -70,3 +70,18 @@ def executor():
     except ImportError:
         return local_execute_many
     return execute_many
+
+
+def kept_after_retry(problems, **kwargs):
+    """Validate, then re-run the dropped problems once: on a loaded 2-core machine the sandbox can give a
+    transient error ("exited before a verdict"); a real conversion bug fails both times."""
+    import logging
+
+    from cocos.data import validate
+
+    first = validate(problems, 1.0, executor(), **kwargs)
+    retry = [p for p in problems if p.task_id in first.dropped]
+    second = validate(retry, 1.0, executor(), **kwargs) if retry else first
+    if retry:
+        logging.getLogger(__name__).warning("re-ran %d dropped problems: %s", len(retry), dict(first.dropped))
+    return [p.task_id for p in first.problems] + [p.task_id for p in second.problems if retry], second.dropped
