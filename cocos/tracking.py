@@ -53,6 +53,7 @@ CHALLENGER = "challenger"
 MAX_PARAM_LEN = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_PARAMS_PER_BATCH = 100
 MAX_DIGEST_LEN = 36  # the dataset digest column is String(36)
+PARENT_SETTLE_S = 0.5
 
 
 class TrackingError(RuntimeError):
@@ -121,6 +122,8 @@ def parent_run(experiment: str, pipeline_run_id: str, run_name: str | None = Non
     mine = client.create_run(
         exp_id, run_name=run_name or f"pipeline-{pipeline_run_id}", tags=tags
     ).info.run_id
+    # Let a concurrent creator finish, so every racer sees the same set and keeps the same (oldest) run.
+    time.sleep(PARENT_SETTLE_S)
     found = _runs_with_pipeline_id(client, exp_id, pipeline_run_id)
     winner = found[0].info.run_id if found else mine
     if winner != mine:  # another process created one at the same time; the oldest wins

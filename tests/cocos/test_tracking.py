@@ -7,6 +7,8 @@ Run: pytest tests/cocos/test_tracking.py -q   (the `slow` ones use the session's
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,23 @@ def test_parent_run_is_find_or_create(live_services) -> None:
     assert tracking.parent_run(experiment, _uid()) != first
     run = MlflowClient().get_run(first)
     assert run.data.tags[tracking.PIPELINE_TAG] == pipeline_id
+
+
+@pytest.mark.slow
+def test_parent_run_is_shared_by_concurrent_processes(live_services) -> None:
+    experiment, pipeline_id = f"test-{_uid()}", _uid()
+    code = "import sys; from cocos import tracking; print(tracking.parent_run(sys.argv[1], sys.argv[2]))"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, experiment, pipeline_id], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    ids = {proc.communicate(timeout=120)[0].strip() for proc in procs}
+    assert len(ids) == 1 and all(proc.returncode == 0 for proc in procs)
+    assert tracking.parent_run(experiment, pipeline_id) == ids.pop()
+    exp = MlflowClient().get_experiment_by_name(experiment)
+    assert len(MlflowClient().search_runs([exp.experiment_id])) == 1
 
 
 @pytest.mark.slow
