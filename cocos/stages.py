@@ -188,6 +188,9 @@ def evaluate_stage(
         }
         (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
         tracking.log_artifact(str(out), "evaluation")
+    if summary["sandbox_errors"]:
+        # register_model will not run (the pipeline gates it on a clean evaluation): the run ends here.
+        tracking.end_parent_run(ctx.parent(), "FAILED")
     return summary
 
 
@@ -221,6 +224,7 @@ def register_stage(
         decision = tracking.promote(config.model_name, version, candidate, config.acc_t2_margin, config.c2i_ceiling)
         tracking.log_dict(decision.to_dict(), "promotion_decision.json")
         tracking.log_metrics({"register/promoted": float(decision.promoted), "register/version": float(version)})
+    tracking.end_parent_run(ctx.parent(), "FINISHED")
     return RegistrationResult(
         version=version,
         promoted=decision.promoted,

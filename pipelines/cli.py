@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from pathlib import Path
@@ -47,7 +48,32 @@ def compile_pipeline(output: str | Path = COMPILED) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(cocos_pipeline, str(output))
+    output.write_text(_stable_header(output.read_text()))
     return output
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+def _stable_header(text: str) -> str:
+    """kfp's header comment prints dict defaults in hash order; sort them so the YAML is reproducible."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("#") and "[Default: {" in line or line.startswith("#") and "[Default: [" in line:
+            head, _, default = line.rstrip("\n").partition("[Default: ")
+            try:
+                value = ast.literal_eval(default[:-1])
+            except (ValueError, SyntaxError):
+                lines.append(line)
+                continue
+            line = f"{head}[Default: {_sorted(value)!r}]\n"
+        lines.append(line)
+    return "".join(lines)
 
 
 def run_local(parameters: dict[str, Any], pipeline_root: str | Path) -> Any:

@@ -100,7 +100,7 @@ def cocos_pipeline(
     train_accelerator: str = "nvidia.com/gpu",
     train_node_selector: dict = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},  # noqa: B006 (kfp default)
     train_tolerations: list = [  # noqa: B006 (kfp default)
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
     ],
     mlflow_experiment: str = "cocos",
     sandbox_url: str = "",

@@ -168,12 +168,13 @@ class RLOOTrainer:
         )
         self.step = 0
         self.initial_turn1: dict[str, Completion] = {}
+        self.generated_tokens = 0
         self.instruction = config.instruction or None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # ---------------------------------------------------------------- rollouts
     def _generate(self, model: Any, prompts: list[str]) -> list[Completion]:
-        return generate(
+        completions = generate(
             model,
             self.tokenizer,
             prompts,
@@ -182,6 +183,8 @@ class RLOOTrainer:
             stop_at_done=self.config.stop_at_done,
             batch_size=max(self.config.micro_batch_size, 1),
         )
+        self.generated_tokens += sum(len(c.completion_ids) for c in completions)
+        return completions
 
     def rollout(self, batch: list[Problem]) -> list[Trajectory]:
         cfg = self.config
@@ -264,61 +267,87 @@ class RLOOTrainer:
         return policy_corr - reference_corr, turn1
 
     # ---------------------------------------------------------------- update
-    def train_step(self) -> dict[str, float]:
+    def score(self, trajectories: list[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rewards with the KL folded in, the rewards before KL, and the correction-turn KL.
+
+        Returns (rewards, raw, kl): (num_prompts, k), (num_prompts, k), (batch,). NaN marks no reward.
+        """
         cfg = self.config
-        started = time.monotonic()
-        batch = batch_for_step(self.problems, self.step, cfg.prompts_per_step, cfg.seed)
-        was_training = self.model.training
-        trajectories = self.rollout(batch)
         kl_corr, kl_turn1 = self._kl_terms(trajectories)  # (batch,), (batch,)
-        rewards = torch.full((len(batch), cfg.group_size), math.nan)  # (num_prompts, k)
+        rewards = torch.full((len(trajectories) // cfg.group_size, cfg.group_size), math.nan)  # (num_prompts, k)
         raw = torch.full_like(rewards, math.nan)  # (num_prompts, k)
         for index, trajectory in enumerate(trajectories):
-            scores = trajectory.scores(cfg.score_mode)
             trajectory.kl = float(kl_corr[index])
             trajectory.turn1_kl = float(kl_turn1[index])
-            if scores is None:
+            scores = trajectory.scores(cfg.score_mode)
+            if scores is None:  # a sandbox error: no verdict, so no reward (not zero)
+                trajectory.reward = math.nan
                 continue
             base = accumulated_reward(scores, cfg.gamma)
-            total = base - cfg.kl_beta * trajectory.kl - cfg.turn1_kl_beta * trajectory.turn1_kl
-            trajectory.reward = total
-            rewards[index // cfg.group_size, index % cfg.group_size] = total
+            trajectory.reward = base - cfg.kl_beta * trajectory.kl - cfg.turn1_kl_beta * trajectory.turn1_kl
+            rewards[index // cfg.group_size, index % cfg.group_size] = trajectory.reward
             raw[index // cfg.group_size, index % cfg.group_size] = base
-        advantages = rloo_advantages(rewards).flatten()  # (num_prompts * k,)
-        with torch.no_grad():
-            old_logprobs = self._trajectory_logprobs(self.model, trajectories)  # (batch,)
-        self.model.train()
-        stats: dict[str, float] = {"clip_ratio": 0.0, "ratio_mean": 0.0}
-        losses = []
-        self.optimizer.zero_grad(set_to_none=True)
+        return rewards, raw, kl_corr
+
+    def policy_loss(
+        self,
+        trajectories: list[Trajectory],
+        advantages: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        backward: bool = True,
+    ) -> tuple[float, dict[str, float]]:
+        """The PPO-clip loss over the batch, in micro-batches; gradients accumulate when `backward`.
+
+        advantages and old_logprobs are (batch,), in the order of `trajectories`.
+        """
+        cfg = self.config
         size = max(1, cfg.micro_batch_size // max(1, len(trajectories[0].trained_turns)))
-        chunks = 0
+        total = 0.0
+        stats = {"clip_ratio": 0.0, "ratio_mean": 0.0}
         for start in range(0, len(trajectories), size):
             chunk = trajectories[start : start + size]
             new_logprobs = self._trajectory_logprobs(self.model, chunk)  # (chunk,)
             loss, chunk_stats = clipped_policy_loss(
                 new_logprobs,
-                old_logprobs[start : start + size],
+                old_logprobs[start : start + size].to(new_logprobs.device),
                 advantages[start : start + size].to(new_logprobs.device),
                 cfg.clip_epsilon,
             )
-            (loss * len(chunk) / len(trajectories)).backward()
-            losses.append(loss.item() * len(chunk) / len(trajectories))
+            weight = len(chunk) / len(trajectories)
+            if backward:
+                (loss * weight).backward()
+            total += loss.item() * weight
             for key in stats:
-                stats[key] += chunk_stats[key]
-            chunks += 1
+                stats[key] += chunk_stats[key] * weight
+        return total, stats
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.config
+        started = time.monotonic()
+        generated_before = self.generated_tokens
+        batch = batch_for_step(self.problems, self.step, cfg.prompts_per_step, cfg.seed)
+        was_training = self.model.training
+        trajectories = self.rollout(batch)
+        rewards, raw, kl = self.score(trajectories)
+        advantages = rloo_advantages(rewards).flatten()  # (num_prompts * k,)
+        with torch.no_grad():
+            old_logprobs = self._trajectory_logprobs(self.model, trajectories)  # (batch,)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, stats = self.policy_loss(trajectories, advantages, old_logprobs)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.scheduler.step()
         if not was_training:
             self.model.eval()
         self.step += 1
-        metrics = self._step_metrics(trajectories, raw, rewards, kl_corr)
+        metrics = self._step_metrics(trajectories, raw, rewards, kl)
         metrics.update(
             {
-                "train/loss": sum(losses),
-                "train/clip_ratio": stats["clip_ratio"] / chunks,
-                "train/ratio_mean": stats["ratio_mean"] / chunks,
+                "rollout/generated_tokens": float(self.generated_tokens - generated_before),
+                "train/loss": loss,
+                "train/clip_ratio": stats["clip_ratio"],
+                "train/ratio_mean": stats["ratio_mean"],
                 "train/learning_rate": self.scheduler.get_last_lr()[0],
                 "train/step_time_s": time.monotonic() - started,
             }
@@ -337,9 +366,6 @@ class RLOOTrainer:
             "rollout/score_reward_mean": _nanmean(raw),
             "rollout/kl": float(kl.mean()),
             "rollout/sandbox_errors": float(len(trajectories) - len(valid)),
-            "rollout/generated_tokens": float(
-                sum(len(t.turns[i].completion_ids) for t in trajectories for i in t.trained_turns)
-            ),
             "rollout/executions": float(self.verdicts.executed),
         }
         for turn in range(cfg.turns):
