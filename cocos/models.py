@@ -113,7 +113,15 @@ def _packaged_smollm2(target: Path) -> Path:
 
     log.info("converting %s from GGUF into an HF folder at %s (once)", SMOLLM2_GGUF, target)
     tokenizer = AutoTokenizer.from_pretrained(spec_dir, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(spec_dir, gguf_file=SMOLLM2_GGUF)
+    loaded = AutoModelForCausalLM.from_pretrained(spec_dir, gguf_file=SMOLLM2_GGUF)
+    # transformers dequantizes GGUF weights to float but marks the model as quantized, which blocks
+    # save_pretrained: rebuild a plain model from the same config and weights.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
     _save_atomically(model, tokenizer, target)
     return target
 

@@ -15,7 +15,13 @@ from components.evaluate import evaluate_op
 from components.prepare_data import prepare_data_op
 from components.register_model import register_model_op
 
-PREFIXES = {"data_": DataConfig, "sft_": SFTConfig, "rloo_": RLOOConfig, "eval_": EvalConfig, "register_": PromotionConfig}
+PREFIXES = {
+    "data_": DataConfig,
+    "sft_": SFTConfig,
+    "rloo_": RLOOConfig,
+    "eval_": EvalConfig,
+    "register_": PromotionConfig,
+}
 # Parameters that are not config fields, and why.
 NOT_CONFIG = {
     "rloo_checkpoint_uri": "where checkpoints go, with the run id appended: a location, not a training setting",

@@ -24,7 +24,8 @@ def test_training_tasks_request_gpus_with_parameters():
     executors = spec["deploymentSpec"]["executors"]
     for name in ("exec-boost-sft-op", "exec-cocos-rloo-op"):
         resources = executors[name]["container"]["resources"]
-        assert resources["accelerator"]["resourceType"] == "{{$.inputs.parameters['pipelinechannel--train_accelerator']}}"
+        accelerator = resources["accelerator"]["resourceType"]
+        assert accelerator == "{{$.inputs.parameters['pipelinechannel--train_accelerator']}}"
         assert "train_gpus" in str(resources["accelerator"]["resourceCount"])
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     rloo = k8s["exec-cocos-rloo-op"]
