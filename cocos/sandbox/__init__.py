@@ -13,9 +13,10 @@ or stdout.
 What is covered
 - Wall-clock timeout per assert (SIGKILL), CPU-time rlimit as a backstop, and a second watchdog in
   the root harness that kills the whole job's namespace if the in-namespace harness stops answering.
-- Memory (RLIMIT_AS/DATA), processes (RLIMIT_NPROC, enforced because candidates run as uid 65534),
+- Memory (RLIMIT_AS/DATA), processes (RLIMIT_NPROC, enforced because candidates run unprivileged,
+  each job under its own random uid/gid, so one job's processes never count against another's),
   open files (RLIMIT_NOFILE), output and file size (RLIMIT_FSIZE on captured stdout/stderr), no core.
-- Each job: a new PID namespace whose PID 1 (the definer, uid 65534 with no groups, not dumpable,
+- Each job: a new PID namespace whose PID 1 (the definer, the job's uid with no groups, not dumpable,
   empty environment) runs setup + code once and forks one child per assert, each in its own empty
   folder; after every assert everything else in the namespace is killed and reaped (fork bombs,
   daemons, threads), and the namespace dies with the job. The server itself starts with an empty
@@ -28,6 +29,8 @@ What is covered
   as /root) replaced by empty ones: candidates can write only their own folder.
 - Crashes (segfault), `os._exit`, `sys.exit`, replaced builtins, ignored signals, threads left
   running, killing the parent: each gives a typed outcome and the server keeps serving.
+- The harness's own failures (a fork that still fails with EAGAIN after retries, a pipe error, the
+  server dying, no exit status from the warden) are `sandbox_error`, never a candidate verdict.
 
 What is not covered
 - A candidate that deliberately walks the harness's frames, module globals or memory can find the
@@ -37,7 +40,6 @@ What is not covered
   see what another changed, but the program is defined once (its module-level code runs once).
 - Without bubblewrap, world-writable host folders (/tmp, /var/tmp, /dev/shm) are writable by the
   candidate and readable by other concurrent candidates that guess a name.
-- RLIMIT_NPROC is per uid: a fork bomb can starve concurrent jobs' own forks until it is killed.
 - Disk usage is bounded only per file (RLIMIT_FSIZE), not in total; no seccomp filter; the kernel
   is shared. On a cluster, gVisor (runtimeClassName) and the NetworkPolicy in k8s/sandbox/ add the
   layers this process cannot.

@@ -6,7 +6,7 @@ environment, optionally inside bubblewrap. It never imports torch, a model or an
 Process tree per job (one connection on the Unix socket):
     server (root; accepts and forks) -> J (root, harness only: reads the request, watches deadlines)
       -> W (root: gives D a new PID namespace, reports how D ended)
-        -> D (PID 1 of that namespace; uid 65534, rlimits, empty env): defines setup + code once
+        -> D (PID 1 of that namespace; the job's own uid, rlimits, empty env): defines setup + code once
           -> A_i, one fork per assert, in its own empty folder: runs the assert, writes a verdict.
 D enforces each assert's wall-clock deadline, then kills everything else in its namespace (fork
 bombs, daemons, threads) and reaps it before the next assert. J is the backstop: it expects a
@@ -36,7 +36,13 @@ import struct
 import sys
 import time
 
-UNPRIVILEGED_ID = 65534
+# Each job runs under its own unprivileged uid/gid, drawn at random from this range: RLIMIT_NPROC is
+# counted per uid, so a shared uid (65534) let one job's fork bomb, or any other sandbox on the host,
+# make another job's harness fork fail with EAGAIN; it also keeps concurrent jobs from signalling or
+# reading each other's processes. No passwd entry exists for these ids.
+JOB_ID_BASE = 1_900_000_000
+JOB_ID_SPAN = 1 << 24
+FORK_RETRIES = (0.005, 0.02, 0.05, 0.1, 0.2, 0.4)
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 PR_SET_DUMPABLE = 4
@@ -48,7 +54,7 @@ OUTPUT_NAME = "output"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # Imported once here so that forked children import them for free, and so that they work when the
-# interpreter lives in a folder uid 65534 cannot read (no bubblewrap; /root/.pyenv, say).
+# interpreter lives in a folder the job uids cannot read (no bubblewrap; /root/.pyenv, say).
 PRELOADED = (
     *("abc", "array", "ast", "bisect", "calendar", "cmath", "collections", "contextlib", "copy", "dataclasses"),
     *("datetime", "decimal", "encodings.idna", "enum", "fractions", "functools", "glob", "hashlib", "heapq"),
@@ -122,8 +128,8 @@ def _outcome(status: str, message: str = "", error_type: str | None = None, dura
     return {"status": status, "message": message[:MESSAGE_CAP], "error_type": error_type, "duration_s": duration}
 
 
-def _isolate(wdir: str, limits: dict, keep: tuple[int, ...], layers: dict, cpu_s: int) -> None:
-    """Turn this (root) process into the unprivileged definer D: limits, uid 65534, empty env."""
+def _isolate(wdir: str, limits: dict, keep: tuple[int, ...], layers: dict, cpu_s: int, job_id: int) -> None:
+    """Turn this (root) process into the unprivileged definer D: limits, the job's own uid, empty env."""
     os.chdir(wdir)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -149,10 +155,10 @@ def _isolate(wdir: str, limits: dict, keep: tuple[int, ...], layers: dict, cpu_s
     ):
         resource.setrlimit(kind, (value, value))
     if layers["root"]:
-        os.fchown(1, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
+        os.fchown(1, job_id, job_id)
         os.setgroups([])
-        os.setgid(UNPRIVILEGED_ID)
-        os.setuid(UNPRIVILEGED_ID)
+        os.setgid(job_id)
+        os.setuid(job_id)
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by setuid, so set after it
     os.environ.clear()
@@ -177,13 +183,25 @@ def _line(nonce: str, index: int, outcome: dict) -> bytes:
     return (nonce + " " + json.dumps({"i": index, **outcome}) + "\n").encode()
 
 
-def _define_and_run(request: dict, wdirs: list[str], pending: list[int], rfd: int, nonce: str, layers: dict) -> None:
+def _fork() -> int:
+    """os.fork, retried with backoff on EAGAIN (process limit reached while leftovers are reaped)."""
+    for pause in FORK_RETRIES:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            time.sleep(pause)
+    return os.fork()
+
+
+def _define_and_run(
+    request: dict, wdirs: list[str], pending: list[int], rfd: int, nonce: str, layers: dict, job_id: int
+) -> None:
     """D: PID 1 of a fresh PID namespace. Define the candidate once, then fork one child per assert."""
     limits = request["limits"]
     timeout = limits["timeout_s"]
     cpu = int(math.ceil(timeout)) + 1
     try:
-        _isolate(wdirs[-1], limits, (rfd,), layers, cpu * (len(pending) + 1))
+        _isolate(wdirs[-1], limits, (rfd,), layers, cpu * (len(pending) + 1), job_id)
         namespace = {"__name__": "__main__", "__builtins__": builtins}
     except BaseException as exc:  # our own failure: report it as such, not as the candidate's
         _write(rfd, _line(nonce, -1, _outcome("sandbox_error", f"isolation failed: {exc!r}", "SandboxError")))
@@ -203,28 +221,45 @@ def _define_and_run(request: dict, wdirs: list[str], pending: list[int], rfd: in
         _exit(0)
     token = nonce.encode()
     for index in pending:
-        vr, vw = os.pipe()
+        try:
+            outcome = _one_assert(request["tests"][index], namespace, wdirs[index], rfd, token, cpu, layers, limits)
+        except _BaseException as exc:  # the harness failed (fork EAGAIN, pipe, ...): no candidate verdict
+            outcome = _outcome("sandbox_error", f"harness failed: {exc!r}", "SandboxError")
+        _write(rfd, _line(nonce, index, outcome))
+    _exit(0)
+
+
+def _one_assert(
+    test: str, namespace: dict, wdir: str, rfd: int, token: bytes, cpu: int, layers: dict, limits: dict
+) -> dict:
+    """D's side of one assert: fork A, wait for it (wall clock), clear the namespace, decide."""
+    vr, vw = os.pipe()
+    try:
         start = time.monotonic()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             os.close(vr)
             os.close(rfd)
-            _run_assert(request["tests"][index], namespace, wdirs[index], vw, token, cpu, layers)
+            _run_assert(test, namespace, wdir, vw, token, cpu, layers)
         os.close(vw)
+        vw = -1
         pidfd = os.pidfd_open(pid)
-        timed_out = not select.select([pidfd], [], [], timeout)[0]
+        try:
+            timed_out = not select.select([pidfd], [], [], limits["timeout_s"])[0]
+        finally:
+            os.close(pidfd)
         if timed_out:
             _kill_quietly(pid)
         _, wait_status = os.waitpid(pid, 0)
         elapsed = time.monotonic() - start
         _clear_namespace(pid, layers)
-        verdict = _read_capped(vr, VERDICT_CAP, time.monotonic() + 0.2)
+        verdict = _drain(vr, VERDICT_CAP)
+    finally:
         os.close(vr)
-        os.close(pidfd)
-        ended = {"status": wait_status, "timed_out": timed_out, "elapsed": elapsed}
-        outcome = _decide(ended, verdict, token, _size(os.path.join(wdirs[index], OUTPUT_NAME)), limits)
-        _write(rfd, _line(nonce, index, outcome))
-    _exit(0)
+        if vw >= 0:
+            os.close(vw)
+    ended = {"status": wait_status, "timed_out": timed_out, "elapsed": elapsed}
+    return _decide(ended, verdict, token, _size(os.path.join(wdir, OUTPUT_NAME)), limits)
 
 
 def _run_assert(test: str, namespace: dict, wdir: str, vfd: int, token: bytes, cpu: int, layers: dict) -> None:
@@ -285,6 +320,23 @@ def _safe_str(exc: BaseException) -> str:
         return "<unprintable exception>"
 
 
+def _drain(fd: int, cap: int) -> bytes:
+    """What is already in a pipe, without waiting. A's verdict is written before A exits, and A has
+    been reaped when this runs, so the verdict is in the pipe: waiting (with a deadline) could only
+    lose it when this process is descheduled under load, and a leftover writer cannot stall us."""
+    os.set_blocking(fd, False)
+    data = b""
+    while len(data) < cap:
+        try:
+            chunk = os.read(fd, cap - len(data))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def _read_capped(fd: int, cap: int, deadline: float) -> bytes:
     data = b""
     while len(data) < cap:
@@ -337,13 +389,13 @@ def _decide(ended: dict, verdict: bytes, token: bytes, output_size: int, limits:
     return _outcome(parts[0], parts[2], parts[1] or None, elapsed)
 
 
-def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, outcomes: list) -> None:
+def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, outcomes: list, job_id: int) -> None:
     """One definer D for the pending asserts; J watches every step with its own deadline."""
     limits = request["limits"]
     nonce = secrets.token_hex(16)
     rr, rw = os.pipe()
     sr, sw = os.pipe()
-    warden = os.fork()
+    warden = _fork()
     if warden == 0:  # W: root, harness only; gives D a fresh PID namespace and reports how it ended
         try:
             os.close(rr)
@@ -352,10 +404,10 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
             if layers["pidns"]:
                 _unshare(CLONE_NEWPID)
             start = time.monotonic()
-            pid = os.fork()
+            pid = _fork()
             if pid == 0:
                 os.close(sw)
-                _define_and_run(request, wdirs, pending, rw, nonce, layers)
+                _define_and_run(request, wdirs, pending, rw, nonce, layers, job_id)
             os.close(rw)
             _write(sw, f"{pid}\n".encode())
             _, status = os.waitpid(pid, 0)
@@ -412,7 +464,11 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
         for index in targets:
             outcomes[index] = _outcome("timeout", f"no verdict within {limits['timeout_s']} s", "Timeout", step)
         return
-    status, elapsed = ended.get("status", 0), round(ended.get("elapsed", 0.0), 4)
+    if "status" not in ended:  # W never said how D ended: our failure, not the candidate's
+        for index in waiting:
+            outcomes[index] = _outcome("sandbox_error", "the warden gave no exit status", "SandboxError")
+        return
+    status, elapsed = ended["status"], round(ended.get("elapsed", 0.0), 4)
     fate = _ended(status, False, elapsed, limits) or _outcome("error", "exited before a verdict", "EarlyExit", elapsed)
     for index in waiting if defined is None else waiting[:1]:
         outcomes[index] = fate
@@ -428,19 +484,20 @@ def _handle(conn: socket.socket, base: str, layers: dict) -> None:
     os.mkdir(job_dir, 0o711)
     tests = request["tests"]
     outcomes: list = [None] * len(tests)
+    job_id = JOB_ID_BASE + secrets.randbelow(JOB_ID_SPAN)
     try:
         wdirs = []
         for index in range(len(tests) + 1):  # one per assert, and the last for D
             wdir = os.path.join(job_dir, f"{index}-{secrets.token_hex(8)}")
             os.mkdir(wdir, 0o700)
             if layers["root"]:
-                os.chown(wdir, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
+                os.chown(wdir, job_id, job_id)
             wdirs.append(wdir)
         for _ in range(len(tests) + 1):  # each round settles at least one assert
             pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
             if not pending:
                 break
-            _round(request, wdirs, pending, layers, outcomes)
+            _round(request, wdirs, pending, layers, outcomes, job_id)
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
     missing = _outcome("sandbox_error", "no verdict after every retry", "SandboxError")
@@ -490,7 +547,15 @@ def main() -> None:
                 _reap()
                 continue
             raise
-        pid = os.fork()
+        try:
+            pid = _fork()
+        except OSError as exc:  # tell the client (it reports sandbox_error) and keep serving
+            try:
+                _send(conn, {"error": f"fork server could not fork: {exc!r}"})
+            except OSError:
+                pass
+            conn.close()
+            continue
         if pid == 0:
             server.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)

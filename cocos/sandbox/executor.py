@@ -78,7 +78,7 @@ def _resolved_python() -> str:
 
 
 def _interpreter_binds(python: str) -> list[str]:
-    """bwrap arguments that let uid 65534 read the interpreter under a private folder such as /root.
+    """bwrap arguments that let the unprivileged job uids read the interpreter under a private folder such as /root.
 
     Each closed ancestor becomes an empty tmpfs and only the interpreter's own trees are bound back,
     so the rest of that folder (/root/.aws, say) stays invisible to candidates.

@@ -3,14 +3,14 @@ still get correct verdicts from the same fork server (same pid).
 
 Which layer stops what (see the cocos.sandbox docstring):
 - infinite loop, ignored SIGALRM/SIGTERM: wall-clock SIGKILL from the warden (+ RLIMIT_CPU).
-- fork bomb: RLIMIT_NPROC (uid 65534); the job's PID namespace is cleared after every assert.
+- fork bomb: RLIMIT_NPROC (the job's own uid); the job's PID namespace is cleared after every assert.
 - 4 GB allocation: RLIMIT_AS. 100 MB of output: RLIMIT_FSIZE on the captured output file.
 - TCP to 127.0.0.1: a network namespace of the sandbox (bwrap's, or one per job; needs root). Without
   it, only the cluster NetworkPolicy in k8s/sandbox/ stops egress; the test skips.
 - AWS secret: the server starts with an empty environment; /proc/<pid>/environ of other users is closed.
-- writing into the project tree: uid 65534 (EACCES), and bubblewrap's read-only root (EROFS).
+- writing into the project tree: an unprivileged uid (EACCES), and bubblewrap's read-only root (EROFS).
   Writing to /tmp: only bubblewrap (private root-owned /tmp) stops it; that half skips without bwrap.
-- killing the parent / the server: uid 65534 and the PID namespace.
+- killing the parent / the server: an unprivileged uid and the PID namespace.
 - os._exit / sys.exit / replaced builtins: the harness's nonce-tagged verdict channel, and builtins
   restored after the definition.
 - reading another test's or job's files: private 0700 folders under 0711 parents, deleted afterwards.
