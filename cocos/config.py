@@ -102,6 +102,9 @@ class RLOOConfig:
     seed: int = 0
     bf16: bool = False
     method: str = "cocos"
+    # DeepSpeed JSON (cocos.train.distributed.deepspeed_config_path(2 or 3)); empty: gradients are averaged
+    # across ranks by an all-reduce (DDP-style), or not at all in a single process.
+    deepspeed_config: str = ""
 
     def __post_init__(self) -> None:
         _require(
@@ -138,6 +141,11 @@ class RLOOConfig:
         _require(self.max_new_tokens >= 1, f"rloo max_new_tokens={self.max_new_tokens} must be >= 1")
         _require(self.test_timeout_s > 0, f"rloo test_timeout_s={self.test_timeout_s} must be > 0")
         _require(self.checkpoint_every >= 1, f"rloo checkpoint_every={self.checkpoint_every} must be >= 1")
+        _require(
+            not self.deepspeed_config or self.deepspeed_config.endswith(".json"),
+            f"rloo deepspeed_config={self.deepspeed_config!r} must be a DeepSpeed JSON file path (or empty for "
+            "none); the packaged ones come from cocos.train.distributed.deepspeed_config_path(2 or 3)",
+        )
 
     @classmethod
     def preset(cls, method: str, **overrides: Any) -> RLOOConfig:
