@@ -196,7 +196,9 @@ def _assert_section(results: Mapping[str, Mapping[str, float]], turns: int) -> l
     return ["## Assert-level transitions", "", intro, "", *_table(header, rows), ""]
 
 
-def _robustness_section(robustness: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
+def _robustness_section(
+    robustness: Mapping[str, Sequence[Mapping[str, float]]], instructions: Sequence[str]
+) -> list[str]:
     datasets = list(robustness)
     count = max((len(v) for v in robustness.values()), default=0)
     if count == 0:
@@ -222,7 +224,7 @@ def _robustness_section(robustness: Mapping[str, Sequence[Mapping[str, float]]])
     lines += _table(header, rows)
     lines += ["", "Instructions:", ""]
     for i in range(count):
-        text = INSTRUCTIONS[i] if i < len(INSTRUCTIONS) else "(custom instruction from the evaluation config)"
+        text = instructions[i] if i < len(instructions) else "(instruction text not given)"
         lines.append(f"- {i}: {text}")
     return [*lines, ""]
 
@@ -251,11 +253,13 @@ def markdown_report(
     plots: Mapping[str, str] | None = None,
     title: str = "CoCoS evaluation",
     confidence: float = 0.95,
+    instructions: Sequence[str] = INSTRUCTIONS,
 ) -> str:
     """The evaluation page in Markdown.
 
     - `results_by_dataset`: dataset -> `EvalResult.metrics` (fractions; `p2f_*`/`f2p_*` counts; `problems`).
-    - `robustness`: dataset -> metrics per instruction, index i = `INSTRUCTIONS[i]` (0 = the fixed one).
+    - `robustness`: dataset -> metrics per instruction, index i = `instructions[i]` (0 = the fixed one;
+      default `INSTRUCTIONS`: the fixed instruction then the five rephrasings of cocos.prompts).
     - `intervals`: dataset -> `bootstrap_intervals(...)`; shown in brackets next to each value, labelled
       with `confidence` (pass `1 - alpha`).
     - `plots`: name -> image path (relative to the page), written as `![name](path)`.
@@ -264,7 +268,7 @@ def markdown_report(
     lines += _metrics_section(results_by_dataset, turns, intervals, confidence)
     lines += _assert_section(results_by_dataset, turns)
     if robustness:
-        lines += _robustness_section(robustness)
+        lines += _robustness_section(robustness, instructions)
     lines += _paper_section(list(results_by_dataset))
     if plots:
         lines += ["## Figures", ""]

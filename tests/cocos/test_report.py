@@ -173,6 +173,8 @@ def test_markdown_robustness_table_rows_per_instruction():
     assert "| mean | 50.0 | 62.5 | 12.5 | 50.0 | 75.0 | 25.0 |" in md
     assert f"- 0: {INSTRUCTIONS[0]}" in md and f"- 1: {INSTRUCTIONS[1]}" in md
     assert len(INSTRUCTIONS) == 6
+    custom = markdown_report({"mbpp": base}, 2, robustness={"mbpp": [base, worse]}, instructions=["fixed", "<own>"])
+    assert "- 1: <own>" in custom
 
 
 def test_markdown_links_plots_and_paper_constant_matches_method_md():
