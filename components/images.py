@@ -12,3 +12,11 @@ VERSION = os.environ.get("COCOS_IMAGE_VERSION", "0.1.0")
 BASE = os.environ.get("COCOS_IMAGE_BASE", f"{REGISTRY}/cocos-python-base:{VERSION}")
 TRAIN = os.environ.get("COCOS_IMAGE_TRAIN", f"{REGISTRY}/cocos-python-train-cuda:{VERSION}")
 SANDBOX = os.environ.get("COCOS_IMAGE_SANDBOX", f"{REGISTRY}/cocos-python-sandbox:{VERSION}")
+
+# Which Dockerfile builds each image (from the repository root); images/README.md carries the same table and
+# tests/images checks that the two agree.
+DOCKERFILES = {
+    "BASE": "images/base/Dockerfile",  # prepare_data, register_model; the MLflow server in k8s/
+    "TRAIN": "images/train/Dockerfile",  # boost_sft, cocos_rloo, evaluate; Kubeflow Trainer TrainJob nodes
+    "SANDBOX": "images/sandbox/Dockerfile",  # the sandbox service (k8s/sandbox)
+}
