@@ -71,6 +71,19 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> b
     return True
 
 
+def init_single_process(backend: str | None = None) -> None:
+    """A process group of one (DeepSpeed needs a group even for a single process)."""
+    import socket
+
+    if is_distributed():
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
 def barrier() -> None:
     if is_distributed():
         torch.distributed.barrier()

@@ -42,10 +42,15 @@ def generate(
     stop_at_done: bool = True,
     batch_size: int = 8,
     fixed_length: bool = False,
+    synced_gpus: bool = False,
+    logits_processor: Any = None,
 ) -> list[Completion]:
     """Generate one completion per prompt. temperature 0 is greedy decoding.
 
     `fixed_length` reproduces the reference code: no stop string and EOS ignored, always max_new_tokens.
+    `synced_gpus` keeps every rank stepping until all ranks finish: needed under ZeRO-3, where each
+    forward gathers parameter shards from all ranks. `logits_processor` (a transformers
+    LogitsProcessorList) is passed through to `model.generate`.
     """
     was_training = model.training
     model.eval()
@@ -59,6 +64,10 @@ def generate(
             "max_new_tokens": max_new_tokens,
             "pad_token_id": pad_id,
         }
+        if synced_gpus:
+            kwargs["synced_gpus"] = True
+        if logits_processor is not None:
+            kwargs["logits_processor"] = logits_processor
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         else:

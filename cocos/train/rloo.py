@@ -12,6 +12,13 @@ One step:
 5. leave-one-out advantages, one PPO-clip step with a sequence-level ratio over the trained tokens
    (all turns in `independent`, correction turns only in `shared_turn1`; prompt and instruction tokens
    are never trained).
+
+Distributed (torchrun, one process per device; cocos/train/launch.py): each of W ranks rolls out a
+contiguous block of prompts_per_step / W prompts, so the k samples of a prompt never straddle ranks and
+the leave-one-out baseline stays exact. Gradients are averaged across ranks by DeepSpeed ZeRO-2/3 when
+`deepspeed_config` is set, else by an all-reduce (DDP-style). Step metrics are computed from every
+rank's trajectories (gathered), callbacks fire on rank 0 only, and rank 0 alone writes and uploads a
+checkpoint (under ZeRO every rank writes its optimizer shard into it); all ranks resume from the same one.
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from typing import Any, Protocol
 import torch
 
 from cocos.advantages import clipped_policy_loss, rloo_advantages
-from cocos.config import RLOOConfig, to_dict
+from cocos.config import ConfigError, RLOOConfig, to_dict
 from cocos.prompts import extract_code, turn_prompt
 from cocos.records import ExecutionJob, ExecutionResult, Problem
 from cocos.rewards import accumulated_reward, progressive_scores
+from cocos.train import distributed
 from cocos.train.generation import Completion, generate, sequence_logprobs
 
 log = logging.getLogger(__name__)
@@ -152,25 +160,76 @@ class RLOOTrainer:
         self.checkpoint_uri = checkpoint_uri.rstrip("/")
         self.callbacks = callbacks or StepCallbacks()
         self.run_id = run_id
+        self.rank = distributed.rank() if distributed.is_distributed() else 0
+        self.world = distributed.world_size() if distributed.is_distributed() else 1
+        if config.prompts_per_step % self.world:
+            raise ConfigError(
+                f"rloo prompts_per_step={config.prompts_per_step} must be divisible by the {self.world} training "
+                "processes: each rank rolls out whole groups of an equal share of the prompts; change "
+                "prompts_per_step or the number of processes"
+            )
+        # The reference is a full frozen copy on every rank, taken before DeepSpeed converts or partitions the
+        # policy. Under ZeRO-3 this costs one full model per device (3 GB in bf16 for 1.5B parameters) on top of
+        # the policy shard; a ZeRO-3 inference engine for it would save that memory at the price of all-gathers
+        # on every reference forward.
         self.reference = copy.deepcopy(model).eval()
         for parameter in self.reference.parameters():
             parameter.requires_grad_(False)
         self.verdicts = VerdictCache(executor, config.test_timeout_s)
-        self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            lr=config.learning_rate,
-            weight_decay=config.weight_decay,
-        )
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(
             config.lr_scheduler, self.optimizer, num_warmup_steps=0, num_training_steps=config.steps
         )
+        self.engine: Any = None
+        self.zero_stage = 0
+        if config.deepspeed_config:
+            self._init_deepspeed()
+        elif self.world > 1:
+            distributed.broadcast_parameters(model)
         self.step = 0
         self.initial_turn1: dict[str, Completion] = {}
         self.generated_tokens = 0
         self.instruction = config.instruction or None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _chunk_size(self) -> int:
+        """Trajectories per forward/backward in the update (each contributes one sequence per trained turn)."""
+        trained_turns = self.config.turns if self.config.rollout_mode == "independent" else self.config.turns - 1
+        return max(1, self.config.micro_batch_size // max(1, trained_turns))
+
+    def _init_deepspeed(self) -> None:
+        import deepspeed
+
+        cfg = self.config
+        if not Path(cfg.deepspeed_config).is_file():
+            raise ConfigError(f"rloo deepspeed_config={cfg.deepspeed_config!r} is not a file")
+        if not distributed.is_distributed():
+            distributed.init_single_process()
+        size = self._chunk_size()
+        local_trajectories = cfg.prompts_per_step // self.world * cfg.group_size
+        ds_config = distributed.resolve_deepspeed_config(
+            cfg.deepspeed_config,
+            micro_batch_size=size,
+            # one engine.backward per micro-batch; the optimizer steps once per RLOO step
+            gradient_accumulation_steps=math.ceil(local_trajectories / size),
+            world=self.world,
+            bf16=cfg.bf16,
+            hidden_size=getattr(getattr(self.model, "config", None), "hidden_size", None),
+        )
+        self.zero_stage = int(ds_config.get("zero_optimization", {}).get("stage", 0))
+        # Our scheduler drives the lr of the client optimizer's param groups, which ZeRO keeps.
+        self.engine, _, _, _ = deepspeed.initialize(model=self.model, optimizer=self.optimizer, config=ds_config)
+        self.model = self.engine.module
+        log.info(
+            "rloo: DeepSpeed ZeRO-%d on %d ranks, %d trajectories per micro-batch, %d micro-batches per step",
+            self.zero_stage,
+            self.world,
+            size,
+            ds_config["gradient_accumulation_steps"],
+        )
 
     # ---------------------------------------------------------------- rollouts
     def _generate(self, model: Any, prompts: list[str]) -> list[Completion]:
@@ -182,6 +241,8 @@ class RLOOTrainer:
             temperature=self.config.temperature,
             stop_at_done=self.config.stop_at_done,
             batch_size=max(self.config.micro_batch_size, 1),
+            # under ZeRO-3 every policy forward gathers shards from all ranks, so all ranks step together
+            synced_gpus=self.zero_stage == 3 and self.world > 1 and model is self.model,
         )
         self.generated_tokens += sum(len(c.completion_ids) for c in completions)
         return completions
@@ -243,13 +304,22 @@ class RLOOTrainer:
                     owners.append(index)
         device = next(model.parameters()).device
         totals = torch.zeros(len(trajectories), device=device)  # (batch,)
-        if not pairs:
-            return totals
         size = self.config.micro_batch_size
-        for start in range(0, len(pairs), size):
-            sums, _ = sequence_logprobs(model, pairs[start : start + size], self.pad_id)  # (chunk,)
-            index = torch.tensor(owners[start : start + size], device=device)
-            totals = totals.index_add(0, index, sums)
+        calls = math.ceil(len(pairs) / size)
+        if model is self.model and self.zero_stage == 3:
+            calls = distributed.all_reduce_max(calls)  # ZeRO-3 forwards are collective: same count on every rank
+        if torch.is_grad_enabled() and model is self.model:
+            calls = max(calls, 1)  # a loss with a graph, so every rank runs the same number of backwards
+        for call in range(calls):
+            start = call * size
+            if start < len(pairs):
+                sums, _ = sequence_logprobs(model, pairs[start : start + size], self.pad_id)  # (chunk,)
+                index = torch.tensor(owners[start : start + size], device=device)
+                totals = totals.index_add(0, index, sums)
+            else:
+                # nothing left on this rank (e.g. empty completions): a zero-weight stand-in forward
+                sums, _ = sequence_logprobs(model, [([self.pad_id], [self.pad_id])], self.pad_id)  # (1,)
+                totals = totals + 0.0 * sums.sum()
         return totals
 
     @torch.no_grad()
@@ -301,7 +371,7 @@ class RLOOTrainer:
         advantages and old_logprobs are (batch,), in the order of `trajectories`.
         """
         cfg = self.config
-        size = max(1, cfg.micro_batch_size // max(1, len(trajectories[0].trained_turns)))
+        size = self._chunk_size()
         total = 0.0
         stats = {"clip_ratio": 0.0, "ratio_mean": 0.0}
         for start in range(0, len(trajectories), size):
@@ -315,72 +385,82 @@ class RLOOTrainer:
             )
             weight = len(chunk) / len(trajectories)
             if backward:
-                (loss * weight).backward()
+                self._backward(loss * weight)
             total += loss.item() * weight
             for key in stats:
                 stats[key] += chunk_stats[key] * weight
         return total, stats
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.engine is None:
+            loss.backward()
+            return
+        # the loss is already weighted by the micro-batch's share; DeepSpeed steps at the last micro-batch
+        self.engine.backward(loss, scale_wrt_gas=False)
+        self.engine.step()
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
         started = time.monotonic()
         generated_before = self.generated_tokens
         batch = batch_for_step(self.problems, self.step, cfg.prompts_per_step, cfg.seed)
+        local = distributed.shard(batch, self.rank, self.world)  # whole prompts: groups stay on one rank
         was_training = self.model.training
-        trajectories = self.rollout(batch)
-        rewards, raw, kl = self.score(trajectories)
-        advantages = rloo_advantages(rewards).flatten()  # (num_prompts * k,)
+        known_turn1 = set(self.initial_turn1)
+        trajectories = self.rollout(local)
+        if self.world > 1 and cfg.turn1_source == "initial":
+            self._share_initial_turn1(known_turn1)
+        rewards, raw, kl = self.score(trajectories)  # (local_prompts, k), (local_prompts, k), (local_batch,)
+        advantages = rloo_advantages(rewards).flatten()  # (local_prompts * k,)
         with torch.no_grad():
-            old_logprobs = self._trajectory_logprobs(self.model, trajectories)  # (batch,)
+            old_logprobs = self._trajectory_logprobs(self.model, trajectories)  # (local_batch,)
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.engine is None:
+            self.optimizer.zero_grad(set_to_none=True)
         loss, stats = self.policy_loss(trajectories, advantages, old_logprobs)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
+        if self.engine is None:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            distributed.average_gradients(trainable)  # ranks hold equal shares, so this is the global mean
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            self.optimizer.step()
         self.scheduler.step()
         if not was_training:
             self.model.eval()
         self.step += 1
-        metrics = self._step_metrics(trajectories, raw, rewards, kl)
+        local_stats = {
+            "executions": float(self.verdicts.executed),
+            "generated_tokens": float(self.generated_tokens - generated_before),
+            "loss": loss,
+            "clip_ratio": stats["clip_ratio"],
+            "ratio_mean": stats["ratio_mean"],
+            "step_time_s": time.monotonic() - started,
+        }
+        summaries = [_summary(t, float(r)) for t, r in zip(trajectories, raw.flatten().tolist(), strict=True)]
+        gathered = distributed.all_gather_objects((summaries, local_stats))
+        per_rank = [stats for _, stats in gathered]
+        metrics = _step_metrics([s for part, _ in gathered for s in part], cfg.turns)
         metrics.update(
             {
-                "rollout/generated_tokens": float(self.generated_tokens - generated_before),
-                "train/loss": loss,
-                "train/clip_ratio": stats["clip_ratio"],
-                "train/ratio_mean": stats["ratio_mean"],
+                "rollout/executions": sum(s["executions"] for s in per_rank),
+                "rollout/generated_tokens": sum(s["generated_tokens"] for s in per_rank),
+                # every rank holds the same number of trajectories, so the plain mean is the global one
+                "train/loss": sum(s["loss"] for s in per_rank) / len(per_rank),
+                "train/clip_ratio": sum(s["clip_ratio"] for s in per_rank) / len(per_rank),
+                "train/ratio_mean": sum(s["ratio_mean"] for s in per_rank) / len(per_rank),
                 "train/learning_rate": self.scheduler.get_last_lr()[0],
-                "train/step_time_s": time.monotonic() - started,
+                "train/step_time_s": max(s["step_time_s"] for s in per_rank),
             }
         )
         self.last_trajectories = trajectories
         return metrics
 
-    def _step_metrics(
-        self, trajectories: list[Trajectory], raw: torch.Tensor, rewards: torch.Tensor, kl: torch.Tensor
-    ) -> dict[str, float]:
-        cfg = self.config
-        valid = [t for t in trajectories if not math.isnan(t.reward)]
-        metrics: dict[str, float] = {
-            "rollout/reward_mean": _nanmean(rewards),
-            "rollout/reward_std": _nanstd(rewards),
-            "rollout/score_reward_mean": _nanmean(raw),
-            "rollout/kl": float(kl.mean()),
-            "rollout/sandbox_errors": float(len(trajectories) - len(valid)),
-            "rollout/executions": float(self.verdicts.executed),
-        }
-        for turn in range(cfg.turns):
-            correct = [t.results[turn].all_passed for t in valid]
-            ratio = [t.results[turn].passed / t.results[turn].total for t in valid]
-            metrics[f"rollout/acc_t{turn + 1}"] = sum(correct) / len(valid) if valid else 0.0
-            metrics[f"rollout/score_t{turn + 1}"] = sum(ratio) / len(valid) if valid else 0.0
-        for turn in range(cfg.turns - 1):
-            before = [t.results[turn].all_passed for t in valid]
-            after = [t.results[turn + 1].all_passed for t in valid]
-            n = max(len(valid), 1)
-            pairs = list(zip(before, after, strict=True))
-            metrics[f"rollout/i2c_t{turn + 1}_t{turn + 2}"] = sum((not b) and a for b, a in pairs) / n
-            metrics[f"rollout/c2i_t{turn + 1}_t{turn + 2}"] = sum(b and not a for b, a in pairs) / n
-        return metrics
+    def _share_initial_turn1(self, known: set[str]) -> None:
+        """Turn-RL: merge the turn-1 samples each rank drew this step, so every rank (and the checkpoint
+        that rank 0 writes) fixes the same first response for a problem whichever rank rolls it out later."""
+        fresh = {k: v for k, v in self.initial_turn1.items() if k not in known}
+        for part in distributed.all_gather_objects(fresh):
+            for task_id, completion in part.items():
+                self.initial_turn1.setdefault(task_id, completion)
 
     def rollout_records(self, trajectories: list[Trajectory]) -> list[dict[str, Any]]:
         return [
@@ -397,33 +477,61 @@ class RLOOTrainer:
         ]
 
     # ---------------------------------------------------------------- checkpoints
+    def _full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Under ZeRO-3, the 16-bit weights gathered onto rank 0 (a collective: every rank calls it);
+        else None, and save_pretrained reads the (full) parameters itself."""
+        if self.engine is None or self.zero_stage != 3:
+            return None
+        return self.engine._zero3_consolidated_16bit_state_dict()
+
     def save_checkpoint(self) -> Path:
-        """Model, optimizer, scheduler, RNG and data position; the marker file is written last."""
+        """Model, optimizer, scheduler, RNG and data position; the marker file is written last.
+
+        Every rank must call it: rank 0 writes and uploads; under ZeRO each rank adds its optimizer shard.
+        """
         target = self.output_dir / "checkpoints" / f"step-{self.step:06d}"
         tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.model.save_pretrained(tmp / "model")
-        self.tokenizer.save_pretrained(tmp / "model")
-        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, tmp / "rng.pt")
-        torch.save(
-            {k: (v.prompt_ids, v.completion_ids, v.text) for k, v in self.initial_turn1.items()}, tmp / "turn1.pt"
-        )
-        state = {"step": self.step, "seed": self.config.seed, "run_id": self.run_id, "config": to_dict(self.config)}
-        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
-        (tmp / CHECKPOINT_MARKER).write_text(str(self.step))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        if self.checkpoint_uri:
-            from cocos import storage
+        main = self.rank == 0
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        distributed.barrier()
+        rng = distributed.all_gather_objects({"torch": torch.get_rng_state(), "python": random.getstate()})
+        state_dict = self._full_state_dict()
+        if self.engine is not None:
+            # model and optimizer partitions of every rank (fp32 master weights, Adam moments)
+            self.engine.save_checkpoint(str(tmp / "deepspeed"), tag="state", save_latest=False)
+        distributed.barrier()
+        if main:
+            self.model.save_pretrained(tmp / "model", state_dict=state_dict)
+            self.tokenizer.save_pretrained(tmp / "model")
+            if self.engine is None:
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+            torch.save({**rng[0], "ranks": rng}, tmp / "rng.pt")
+            torch.save(
+                {k: (v.prompt_ids, v.completion_ids, v.text) for k, v in self.initial_turn1.items()}, tmp / "turn1.pt"
+            )
+            state = {
+                "step": self.step,
+                "seed": self.config.seed,
+                "run_id": self.run_id,
+                "world_size": self.world,
+                "config": to_dict(self.config),
+            }
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            (tmp / CHECKPOINT_MARKER).write_text(str(self.step))
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+            if self.checkpoint_uri:
+                from cocos import storage
 
-            uri = f"{self.checkpoint_uri}/step-{self.step:06d}"
-            storage.upload_dir(str(target), uri, extra={"step": self.step, "run_id": self.run_id})
-            if self.callbacks.on_checkpoint:
-                self.callbacks.on_checkpoint(self.step, uri)
-        self._prune_local_checkpoints()
+                uri = f"{self.checkpoint_uri}/step-{self.step:06d}"
+                storage.upload_dir(str(target), uri, extra={"step": self.step, "run_id": self.run_id})
+                if self.callbacks.on_checkpoint:
+                    self.callbacks.on_checkpoint(self.step, uri)
+            self._prune_local_checkpoints()
+        distributed.barrier()
         return target
 
     def _prune_local_checkpoints(self) -> None:
@@ -434,23 +542,28 @@ class RLOOTrainer:
             shutil.rmtree(old, ignore_errors=True)
 
     def latest_checkpoint(self) -> Path | None:
-        """Newest complete checkpoint: from S3 when a checkpoint URI is set, else the local folder."""
+        """Newest complete checkpoint: from S3 when a checkpoint URI is set, else the local folder.
+
+        Rank 0 picks it and tells the others; one process per node downloads it (local ranks share a disk).
+        """
         if self.checkpoint_uri:
             from cocos import storage
 
-            uri = storage.latest_complete(self.checkpoint_uri)
+            uri = distributed.broadcast_object(storage.latest_complete(self.checkpoint_uri) if self.rank == 0 else None)
             if uri is None:
                 return None
             local = self.output_dir / "checkpoints" / uri.rstrip("/").rsplit("/", 1)[-1]
-            if not (local / CHECKPOINT_MARKER).exists():
+            if distributed.local_rank() == 0 and not (local / CHECKPOINT_MARKER).exists():
                 shutil.rmtree(local, ignore_errors=True)
                 storage.download_dir(uri, str(local))
+            distributed.barrier()
             return local
         folder = self.output_dir / "checkpoints"
         complete = (
             sorted(p for p in folder.glob("step-*") if (p / CHECKPOINT_MARKER).exists()) if folder.exists() else []
         )
-        return complete[-1] if complete else None
+        name = distributed.broadcast_object(complete[-1].name if complete else None)
+        return folder / name if name else None
 
     def resume(self) -> int:
         checkpoint = self.latest_checkpoint()
@@ -459,13 +572,28 @@ class RLOOTrainer:
         from transformers import AutoModelForCausalLM
 
         state = json.loads((checkpoint / "trainer_state.json").read_text())
-        trained = AutoModelForCausalLM.from_pretrained(checkpoint / "model", dtype=next(self.model.parameters()).dtype)
-        self.model.load_state_dict(trained.state_dict())
-        self.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
+        if self.engine is not None:
+            if not (checkpoint / "deepspeed").exists():
+                raise RuntimeError(f"{checkpoint} was written without DeepSpeed; resume it with deepspeed_config=''")
+            self.engine.load_checkpoint(
+                str(checkpoint / "deepspeed"), tag="state", load_optimizer_states=True, load_lr_scheduler_states=False
+            )
+        else:
+            if not (checkpoint / "optimizer.pt").exists():
+                raise RuntimeError(f"{checkpoint} holds DeepSpeed shards; resume it with its deepspeed_config")
+            dtype = next(self.model.parameters()).dtype
+            trained = AutoModelForCausalLM.from_pretrained(checkpoint / "model", dtype=dtype)
+            self.model.load_state_dict(trained.state_dict())
+            self.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
         self.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
         rng = torch.load(checkpoint / "rng.pt", weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
+        ranks = rng.get("ranks", [rng])
+        if len(ranks) == self.world:
+            torch.set_rng_state(ranks[self.rank]["torch"])
+            random.setstate(ranks[self.rank]["python"])
+        else:  # a different number of processes: a fresh, still per-rank and reproducible, stream
+            log.warning("rloo: checkpoint of %d ranks resumed on %d; reseeding sampling", len(ranks), self.world)
+            _set_seed(self.config.seed + 1_000 * int(state["step"]) + self.rank)
         turn1 = torch.load(checkpoint / "turn1.pt", weights_only=False)
         self.initial_turn1 = {k: Completion(*v) for k, v in turn1.items()}
         self.step = int(state["step"])
@@ -474,35 +602,42 @@ class RLOOTrainer:
 
     # ---------------------------------------------------------------- loop
     def train(self) -> TrainResult:
-        _set_seed(self.config.seed)
+        """Every rank runs the loop; callbacks fire on rank 0 with metrics over all ranks."""
+        _set_seed(self.config.seed + self.rank)
         resumed_from = self.resume()
         history: list[dict[str, float]] = []
+        main = self.rank == 0
         while self.step < self.config.steps:
             metrics = self.train_step()
             history.append(metrics)
-            log.info(
-                "rloo step %d/%d reward %.3f acc_t1 %.2f acc_t2 %.2f tokens %d (%.1fs)",
-                self.step,
-                self.config.steps,
-                metrics["rollout/reward_mean"],
-                metrics["rollout/acc_t1"],
-                metrics[f"rollout/acc_t{self.config.turns}"],
-                metrics["rollout/generated_tokens"],
-                metrics["train/step_time_s"],
-            )
-            if self.callbacks.on_step:
+            if main:
+                log.info(
+                    "rloo step %d/%d reward %.3f acc_t1 %.2f acc_t2 %.2f tokens %d (%.1fs)",
+                    self.step,
+                    self.config.steps,
+                    metrics["rollout/reward_mean"],
+                    metrics["rollout/acc_t1"],
+                    metrics[f"rollout/acc_t{self.config.turns}"],
+                    metrics["rollout/generated_tokens"],
+                    metrics["train/step_time_s"],
+                )
+            if main and self.callbacks.on_step:
                 self.callbacks.on_step(self.step, metrics)
-            if self.callbacks.on_rollouts and (
-                self.step % self.config.log_rollouts_every == 0 or self.step == self.config.steps
-            ):
-                self.callbacks.on_rollouts(self.step, self.rollout_records(self.last_trajectories))
+            if self.step % self.config.log_rollouts_every == 0 or self.step == self.config.steps:
+                parts = distributed.all_gather_objects(self.rollout_records(self.last_trajectories))
+                if main and self.callbacks.on_rollouts:
+                    self.callbacks.on_rollouts(self.step, [record for part in parts for record in part])
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self.save_checkpoint()
         return TrainResult(str(self.output_dir), self.step, resumed_from, history)
 
     def save_final(self, model_dir: str | Path) -> None:
-        self.model.save_pretrained(model_dir)
-        self.tokenizer.save_pretrained(model_dir)
+        """Rank 0 writes the trained weights and tokenizer; every rank must call it (ZeRO-3 gathers)."""
+        state_dict = self._full_state_dict()
+        if self.rank == 0:
+            self.model.save_pretrained(model_dir, state_dict=state_dict)
+            self.tokenizer.save_pretrained(model_dir)
+        distributed.barrier()
 
 
 def _nanmean(values: torch.Tensor) -> float:
@@ -513,3 +648,42 @@ def _nanmean(values: torch.Tensor) -> float:
 def _nanstd(values: torch.Tensor) -> float:
     valid = values[~torch.isnan(values)]
     return float(valid.std(unbiased=False)) if valid.numel() else math.nan
+
+
+def _summary(trajectory: Trajectory, raw: float) -> dict[str, Any]:
+    """The few numbers of a trajectory that step metrics need (small, so ranks can gather them)."""
+    return {
+        "reward": trajectory.reward,
+        "raw": raw,
+        "kl": trajectory.kl,
+        "passed": [r.passed for r in trajectory.results],
+        "total": [r.total for r in trajectory.results],
+        "all_passed": [r.all_passed for r in trajectory.results],
+    }
+
+
+def _step_metrics(summaries: list[dict[str, Any]], turns: int) -> dict[str, float]:
+    """Rollout metrics over all trajectories of the step (every rank's)."""
+    valid = [s for s in summaries if not math.isnan(s["reward"])]
+    rewards = torch.tensor([s["reward"] for s in summaries], dtype=torch.float64)  # (batch,)
+    raw = torch.tensor([s["raw"] for s in summaries], dtype=torch.float64)  # (batch,)
+    metrics: dict[str, float] = {
+        "rollout/reward_mean": _nanmean(rewards),
+        "rollout/reward_std": _nanstd(rewards),
+        "rollout/score_reward_mean": _nanmean(raw),
+        "rollout/kl": sum(s["kl"] for s in summaries) / max(len(summaries), 1),
+        "rollout/sandbox_errors": float(len(summaries) - len(valid)),
+    }
+    for turn in range(turns):
+        correct = [s["all_passed"][turn] for s in valid]
+        ratio = [s["passed"][turn] / s["total"][turn] for s in valid]
+        metrics[f"rollout/acc_t{turn + 1}"] = sum(correct) / len(valid) if valid else 0.0
+        metrics[f"rollout/score_t{turn + 1}"] = sum(ratio) / len(valid) if valid else 0.0
+    for turn in range(turns - 1):
+        before = [s["all_passed"][turn] for s in valid]
+        after = [s["all_passed"][turn + 1] for s in valid]
+        n = max(len(valid), 1)
+        pairs = list(zip(before, after, strict=True))
+        metrics[f"rollout/i2c_t{turn + 1}_t{turn + 2}"] = sum((not b) and a for b, a in pairs) / n
+        metrics[f"rollout/c2i_t{turn + 1}_t{turn + 2}"] = sum(b and not a for b, a in pairs) / n
+    return metrics
