@@ -82,9 +82,7 @@ def test_copy_sources_exist(dockerfile: Path) -> None:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_requirements_installed_before_code_is_copied(dockerfile: Path) -> None:
     steps = instructions(dockerfile)
-    installs = [
-        i for i, (k, a) in enumerate(steps) if k == "RUN" and "pip install" in a and "--no-deps" not in a
-    ]
+    installs = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "pip install" in a and "--no-deps" not in a]
     code_copies = [
         i
         for i, (k, a) in enumerate(steps)
