@@ -21,7 +21,7 @@ from cocos.train import distributed
 from cocos.train.launch import LaunchError, run_rloo_distributed, torchrun_command
 
 PROBLEMS = [
-    Problem(f"p{i}", f"Return {i}.", tuple(f"assert f({j}) == {i}" for j in range(3)), f"def f(x): return {i}")
+    Problem(f"p{i}", f"Return {i}.", tuple(f"assert f({j}) == {i}" for j in range(3)), reference=f"return {i}")
     for i in range(8)
 ]
 
