@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 STAGES = ("sft", "rloo")
 TEST_EXECUTOR_ENV = "COCOS_TEST_EXECUTOR"
+# "[rank0]: cocos.config.ConfigError: ..." in a child's traceback; torchrun's own wrapper error is not a cause
+_CAUSE = re.compile(r"^(\[rank\d+\]:\s*)?([\w.]+(Error|Exception)): (.*)$")
 
 
 class LaunchError(RuntimeError):
@@ -213,6 +216,7 @@ def launch(
     command = torchrun_command(stage, nproc, args, nnodes, master_addr, node_rank)
     log.info("launch %s: %s", stage, " ".join(command))
     tail: collections.deque[str] = collections.deque(maxlen=40)
+    cause = ""
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
     ) as process:
@@ -221,12 +225,15 @@ def launch(
             sys.stdout.write(line)  # pass the children's output through, as it comes
             sys.stdout.flush()
             tail.append(line.rstrip("\n"))
+            match = _CAUSE.match(line.strip())
+            if match and not cause and "ChildFailedError" not in match.group(2):
+                cause = f"{match.group(2)}: {match.group(4)}"
         code = process.wait()
     if code != 0:
         last = "\n".join(tail)
         raise LaunchError(
-            f"launch: stage {stage!r} failed with exit code {code} ({nnodes} node(s) x {nproc} processes); "
-            f"last output:\n{last}"
+            f"launch: stage {stage!r} failed with exit code {code} ({nnodes} node(s) x {nproc} processes): "
+            f"{cause or 'no exception in the output'}; last output:\n{last}"
         )
     return 0
 
