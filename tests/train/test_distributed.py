@@ -1,4 +1,4 @@
-"""Multi-process training on CPU: `launch("rloo", nproc=2)` with gloo and DeepSpeed ZeRO-2 on the tiny model,
+"""Multi-process training on CPU: `launch("rloo", nproc=2)` with gloo and DeepSpeed ZeRO-2 and ZeRO-3 on the tiny model,
 plus the pure helpers of cocos.train.distributed (shard, DeepSpeed config filling) and launch's errors.
 
 The launched processes take verdicts from COCOS_TEST_EXECUTOR=hash (a hash of the code decides how many
@@ -81,7 +81,8 @@ def rloo_setup(tiny_model_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_process_rloo_with_zero2_trains_every_parameter(tiny_model_dir, tmp_path, rloo_setup):
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_two_process_rloo_with_zero_trains_every_parameter(tiny_model_dir, tmp_path, rloo_setup, zero_stage):
     config = RLOOConfig(
         steps=2,
         prompts_per_step=4,
@@ -93,7 +94,7 @@ def test_two_process_rloo_with_zero2_trains_every_parameter(tiny_model_dir, tmp_
         checkpoint_every=1,
         log_rollouts_every=1,
         seed=3,
-        deepspeed_config=distributed.deepspeed_config_path(2),
+        deepspeed_config=distributed.deepspeed_config_path(zero_stage),
     )
     out = tmp_path / "model"
     work = tmp_path / "work"
@@ -116,6 +117,10 @@ def test_two_process_rloo_with_zero2_trains_every_parameter(tiny_model_dir, tmp_
     before, after = _weights(tiny_model_dir), _weights(out)
     unchanged = [name for name in before if torch.equal(before[name], after[name])]
     assert unchanged == []
+    # a longer run resumes every rank from that checkpoint (model and ZeRO optimizer shards)
+    longer = RLOOConfig(**{**to_dict(config), "steps": 3})
+    resumed = run_rloo_distributed(longer, tiny_model_dir, rloo_setup, tmp_path / "model3", "", nproc=2, work_dir=work)
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == 3 and len(resumed["history"]) == 1
 
 
 @pytest.mark.slow
