@@ -54,12 +54,14 @@ def generate(
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id
     results: list[Completion] = []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
         encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {key: value.to(device) for key, value in encoded.items()}  # (batch, prompt_len) each
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": pad_id,

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cocos.config import RLOOConfig, SFTConfig, from_dict, to_dict
 from cocos.records import ExecutionJob, ExecutionResult, Status, TestOutcome
 from cocos.train import distributed
@@ -117,6 +119,8 @@ def train_rloo(
     distributed.init_distributed()
     problems = read_split(Path(data_dir) / "train.jsonl")
     model, tokenizer = load_model_and_tokenizer(model_dir, dtype="bfloat16" if config.bf16 else "float32")
+    if torch.cuda.is_available():
+        model.to(torch.device("cuda", distributed.local_rank()))  # DeepSpeed would move it too; all-reduce needs it
     work = Path(work_dir) if work_dir else Path(out_dir).parent / (Path(out_dir).name + ".work")
     rollouts: list[dict[str, Any]] = []
     checkpoints: list[dict[str, Any]] = []
