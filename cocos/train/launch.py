@@ -2,7 +2,7 @@
 
     python -m cocos.train.launch sft  --config SFT.json  --model-dir M --data-dir D --out-dir O [--metrics-file F]
     python -m cocos.train.launch rloo --config RLOO.json --model-dir M --data-dir D --out-dir O
-                                      [--checkpoint-uri s3://...] [--work-dir W] [--metrics-file F]
+                                      [--checkpoint-uri s3://...] [--work-dir W] [--run-id R] [--metrics-file F]
 
 `launch(stage, nproc, args)` runs `python -m torch.distributed.run --nproc_per_node=N -m cocos.train.launch
 ...` for nproc > 1 (streaming the children's output) and the same code in-process for nproc == 1.
@@ -110,8 +110,13 @@ def train_rloo(
     metrics_file: str,
     checkpoint_uri: str = "",
     work_dir: str = "",
+    run_id: str = "",
 ) -> dict[str, Any]:
-    """One process of RLOO: join the group, train on this rank's share, rank 0 saves and writes metrics."""
+    """One process of RLOO: join the group, train on this rank's share, rank 0 saves and writes metrics.
+
+    Rank 0 rewrites the metrics file after every step ({"stage", "partial": true, "history"}), so a
+    caller can follow progress; the final summary replaces it at the end.
+    """
     from cocos.data import read_split
     from cocos.models import load_model_and_tokenizer
     from cocos.train.rloo import RLOOTrainer, StepCallbacks
@@ -124,12 +129,19 @@ def train_rloo(
     work = Path(work_dir) if work_dir else Path(out_dir).parent / (Path(out_dir).name + ".work")
     rollouts: list[dict[str, Any]] = []
     checkpoints: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:  # rank 0 only (the trainer's rule)
+        history.append({"step": step, **metrics})
+        _write_json(metrics_file, {"stage": "rloo", "partial": True, "history": history})
+
     callbacks = StepCallbacks(
+        on_step=on_step,
         on_rollouts=lambda step, records: rollouts.append({"step": step, "records": records}),
         on_checkpoint=lambda step, uri: checkpoints.append({"step": step, "uri": uri}),
     )
     trainer = RLOOTrainer(
-        config, model, tokenizer, problems, _executor(config.sandbox_url), work, checkpoint_uri, callbacks
+        config, model, tokenizer, problems, _executor(config.sandbox_url), work, checkpoint_uri, callbacks, run_id
     )
     result = trainer.train()
     trainer.save_final(out_dir)
@@ -140,7 +152,7 @@ def train_rloo(
         "resumed_from": result.resumed_from,
         "checkpoint_uri": checkpoint_uri,
         "config": to_dict(config),
-        "history": result.history,
+        "history": [{"step": result.resumed_from + i + 1, **m} for i, m in enumerate(result.history)],
         "last": result.history[-1] if result.history else {},
         "checkpoints": checkpoints,
         "rollouts": rollouts,
@@ -161,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-file", default="", help="rank 0 writes the metrics history here (JSON)")
     parser.add_argument("--checkpoint-uri", default="", help="rloo: S3 prefix for checkpoints")
     parser.add_argument("--work-dir", default="", help="rloo: local checkpoints and scratch")
+    parser.add_argument("--run-id", default="", help="rloo: tracking run id, stored in checkpoints")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format=f"[rank {distributed.rank()}] %(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -178,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_file,
             args.checkpoint_uri,
             args.work_dir,
+            args.run_id,
         )
     return 0
 
@@ -267,12 +281,15 @@ def run_rloo_distributed(
     checkpoint_uri: str,
     nproc: int,
     work_dir: str | Path | None = None,
+    run_id: str = "",
 ) -> dict[str, Any]:
     """RLOO in nproc processes; returns rank 0's summary: steps, resumed_from, history, checkpoints, rollouts."""
     paths = ["--model-dir", str(model_dir), "--data-dir", str(data_dir), "--out-dir", str(out_dir)]
     paths += ["--checkpoint-uri", checkpoint_uri]
     if work_dir:
         paths += ["--work-dir", str(work_dir)]
+    if run_id:
+        paths += ["--run-id", run_id]
     return _launch_with_config("rloo", config, paths, nproc)
 
 

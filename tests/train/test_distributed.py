@@ -121,6 +121,7 @@ def test_two_process_rloo_with_zero_trains_every_parameter(tiny_model_dir, tmp_p
     longer = RLOOConfig(**{**to_dict(config), "steps": 3})
     resumed = run_rloo_distributed(longer, tiny_model_dir, rloo_setup, tmp_path / "model3", "", nproc=2, work_dir=work)
     assert resumed["resumed_from"] == 2 and resumed["steps"] == 3 and len(resumed["history"]) == 1
+    assert resumed["history"][0]["step"] == 3
 
 
 @pytest.mark.slow
