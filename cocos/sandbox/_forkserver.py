@@ -3,11 +3,11 @@
 Started by `cocos.sandbox.executor.ForkServer` as `python -I -B _forkserver.py SOCKET`, with an empty
 environment, optionally inside bubblewrap. It never imports torch, a model or any secret.
 
-Process tree per job (one connection on the Unix socket):
-    server (root; accepts and forks) -> J (root, harness only: reads the request, watches deadlines)
-      -> W (root: gives D a new PID namespace, reports how D ended)
-        -> D (PID 1 of that namespace; the job's own uid, rlimits, empty env): defines setup + code once
-          -> A_i, one fork per assert, in its own empty folder: runs the assert, writes a verdict.
+Process tree (a client keeps one connection per thread; each connection gets its own J):
+    server (root; accepts and forks) -> J (root, harness only: reads jobs one after another, watches
+                                            deadlines; per job a new PID namespace for its next child)
+      -> D (PID 1 of that namespace; the job's own uid, rlimits, empty env): defines setup + code once
+        -> A_i, one fork per assert, in its own empty folder: runs the assert, writes a verdict.
 D enforces each assert's wall-clock deadline, then kills everything else in its namespace (fork
 bombs, daemons, threads) and reaps it before the next assert. J is the backstop: it expects a
 nonce-tagged line per assert within timeout + 1 s, otherwise it kills D (the whole namespace), marks
@@ -26,7 +26,6 @@ import json
 import math
 import os
 import resource
-import secrets
 import select
 import shutil
 import signal
@@ -53,15 +52,43 @@ OUTPUT_NAME = "output"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-# Imported once here so that forked children import them for free, and so that they work when the
-# interpreter lives in a folder the job uids cannot read (no bubblewrap; /root/.pyenv, say).
-PRELOADED = (
+# Imported once here so that forked children import them for free. Every module preloaded makes
+# every fork dearer (more pages to copy and tear down; threading and random add at-fork hooks): a
+# fork per assert costs about twice as much with the full list. So when the standard library is
+# readable by the job uids (always under bubblewrap, which binds it), only what typical candidates
+# import is preloaded and the rest is imported on demand; otherwise (no bubblewrap, interpreter in
+# a private folder such as /root/.pyenv) the full list, as candidates could not import it later.
+PRELOADED_LEAN = ("bisect", "collections", "functools", "heapq", "itertools", "math", "operator", "re", "string")
+PRELOADED_LEAN += ("typing",)
+PRELOADED_FULL = (
     *("abc", "array", "ast", "bisect", "calendar", "cmath", "collections", "contextlib", "copy", "dataclasses"),
     *("datetime", "decimal", "encodings.idna", "enum", "fractions", "functools", "glob", "hashlib", "heapq"),
     *("io", "itertools", "json", "math", "numbers", "operator", "pathlib", "pprint", "queue", "random", "re"),
     *("statistics", "string", "textwrap", "threading", "time", "typing", "unicodedata", "zlib"),
 )
-for _name in PRELOADED:
+
+
+def _world_readable(folder: str) -> bool:
+    """Whether any uid can list `folder` and traverse every folder above it."""
+    try:
+        if not os.stat(folder).st_mode & 0o005 == 0o005:
+            return False
+        parent = os.path.dirname(folder)
+        while parent != folder:
+            if not os.stat(parent).st_mode & 0o001:
+                return False
+            folder, parent = parent, os.path.dirname(parent)
+    except OSError:
+        return False
+    return True
+
+
+def _stdlib_public() -> bool:
+    folders = {os.path.dirname(os.__file__), os.path.dirname(getattr(select, "__file__", os.__file__))}
+    return all(_world_readable(folder) for folder in folders)
+
+
+for _name in PRELOADED_LEAN if _stdlib_public() else PRELOADED_FULL:
     importlib.import_module(_name)
 
 # Bound before any candidate runs: a candidate that replaces builtins or os functions in its own
@@ -80,7 +107,7 @@ _MemoryError = builtins.MemoryError
 # D runs harness code after the candidate's module-level code has run in the same process; these
 # modules are put back as they were before the asserts run, so monkeypatching them cannot reach the
 # harness (and the asserts see the real builtins).
-_GUARDED = (builtins, os, os.path, select, json, json.encoder, time, signal, resource, secrets)
+_GUARDED = (builtins, os, os.path, select, json, json.encoder, time, signal, resource)
 _PRISTINE = tuple((vars(module), dict(vars(module))) for module in _GUARDED)
 
 
@@ -95,13 +122,45 @@ def _unshare(flags: int) -> bool:
     return _libc.unshare(flags) == 0
 
 
+def _token(size: int) -> str:
+    return os.urandom(size).hex()
+
+
+_own_pidns: int | None = None
+
+
+def _new_pid_namespace() -> bool:
+    """Make this process's next child PID 1 of a new PID namespace, without a middle process: go
+    back to our own namespace for children (the last job's namespace has died), then unshare."""
+    global _own_pidns
+    if _own_pidns is None:
+        _own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    if _libc.setns(_own_pidns, CLONE_NEWPID) != 0:
+        return False
+    return _unshare(CLONE_NEWPID)
+
+
+def _pid_namespaces_work() -> bool:
+    """Two jobs in a row, each with a new PID namespace whose PID 1 is a direct child."""
+    for _ in range(2):
+        if not _new_pid_namespace():
+            return False
+        pid = os.fork()
+        if pid == 0:
+            _exit(0 if os.getpid() == 1 else 1)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            return False
+    return True
+
+
 def _probe_namespaces() -> dict[str, bool]:
     """Which layers this server can apply; checked once in a throwaway child."""
     found = {}
-    for name, flag in (("netns", CLONE_NEWNET), ("pidns", CLONE_NEWPID)):
+    for name, works in (("netns", lambda: _unshare(CLONE_NEWNET)), ("pidns", _pid_namespaces_work)):
         pid = os.fork()
         if pid == 0:
-            _exit(0 if _unshare(flag) else 1)
+            _exit(0 if works() else 1)
         _, status = os.waitpid(pid, 0)
         found[name] = os.waitstatus_to_exitcode(status) == 0
     found["root"] = os.geteuid() == 0
@@ -392,37 +451,21 @@ def _decide(ended: dict, verdict: bytes, token: bytes, output_size: int, limits:
 def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, outcomes: list, job_id: int) -> None:
     """One definer D for the pending asserts; J watches every step with its own deadline."""
     limits = request["limits"]
-    nonce = secrets.token_hex(16)
+    nonce = _token(16)
     rr, rw = os.pipe()
-    sr, sw = os.pipe()
-    warden = _fork()
-    if warden == 0:  # W: root, harness only; gives D a fresh PID namespace and reports how it ended
-        try:
-            os.close(rr)
-            os.close(sr)
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if layers["pidns"]:
-                _unshare(CLONE_NEWPID)
-            start = time.monotonic()
-            pid = _fork()
-            if pid == 0:
-                os.close(sw)
-                _define_and_run(request, wdirs, pending, rw, nonce, layers, job_id)
-            os.close(rw)
-            _write(sw, f"{pid}\n".encode())
-            _, status = os.waitpid(pid, 0)
-            if not layers["pidns"]:
-                _kill_quietly(-pid)
-            _write(sw, json.dumps({"status": status, "elapsed": time.monotonic() - start}).encode())
-        finally:
-            _exit(0)
-    os.close(rw)
-    os.close(sw)
     try:
-        first = b""
-        while not first.endswith(b"\n") and len(first) < 32:  # byte by byte: W writes more after it
-            first += _read_capped(sr, 1, time.monotonic() + 10.0) or b"\n"
-        definer = int(first)
+        if layers["pidns"] and not _new_pid_namespace():
+            raise OSError("could not create a PID namespace for the job")
+        start = time.monotonic()
+        definer = _fork()
+        if definer == 0:  # D: PID 1 of the job's fresh PID namespace
+            try:
+                os.close(rr)
+                _define_and_run(request, wdirs, pending, rw, nonce, layers, job_id)
+            finally:
+                _exit(0)
+        os.close(rw)
+        rw = -1
         step = limits["timeout_s"] + 1.0
         deadline = time.monotonic() + step
         buffer, defined, timed_out, prefix = b"", None, False, nonce.encode() + b" "
@@ -447,11 +490,14 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
                     defined = message
                 elif index in pending and outcomes[index] is None:
                     outcomes[index] = message
-        ended = json.loads(_read_capped(sr, VERDICT_CAP, time.monotonic() + 10.0) or b"{}")
-        os.waitpid(warden, 0)
+        _, status = os.waitpid(definer, 0)
+        ended = {"status": status, "elapsed": time.monotonic() - start}
+        if not layers["pidns"]:
+            _kill_quietly(-definer)
     finally:
         os.close(rr)
-        os.close(sr)
+        if rw >= 0:
+            os.close(rw)
     waiting = [index for index in pending if outcomes[index] is None]
     if not waiting:
         return
@@ -464,31 +510,42 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
         for index in targets:
             outcomes[index] = _outcome("timeout", f"no verdict within {limits['timeout_s']} s", "Timeout", step)
         return
-    if "status" not in ended:  # W never said how D ended: our failure, not the candidate's
-        for index in waiting:
-            outcomes[index] = _outcome("sandbox_error", "the warden gave no exit status", "SandboxError")
-        return
     status, elapsed = ended["status"], round(ended.get("elapsed", 0.0), 4)
     fate = _ended(status, False, elapsed, limits) or _outcome("error", "exited before a verdict", "EarlyExit", elapsed)
     for index in waiting if defined is None else waiting[:1]:
         outcomes[index] = fate
 
 
-def _handle(conn: socket.socket, base: str, layers: dict) -> None:
-    """J: one job. Harness code only; candidate code runs in D and its children."""
-    (size,) = struct.unpack("!I", _recv_exact(conn, 4))
-    request = json.loads(_recv_exact(conn, size))
+def _serve_connection(conn: socket.socket, base: str, layers: dict) -> None:
+    """J: one client connection, jobs one after another until the client closes it. Harness code
+    only; candidate code runs in each job's D and its children."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if layers["netns"] and not layers["shared_netns"]:
-        _unshare(CLONE_NEWNET)
-    job_dir = os.path.join(base, secrets.token_hex(12))
+        _unshare(CLONE_NEWNET)  # one per connection: its jobs run one at a time, each in its own PID ns
+    while True:
+        header = conn.recv(4, socket.MSG_WAITALL)
+        if len(header) < 4:
+            return
+        (size,) = struct.unpack("!I", header)
+        request = json.loads(_recv_exact(conn, size))
+        try:
+            reply = _handle(request, base, layers)
+        except Exception as exc:  # reach the client with a typed failure rather than a hang
+            reply = {"error": repr(exc)[:MESSAGE_CAP]}
+        _send(conn, reply)
+
+
+def _handle(request: dict, base: str, layers: dict) -> dict:
+    """One job: a private folder per assert, then rounds of definers until every assert has a verdict."""
+    job_dir = os.path.join(base, _token(12))
     os.mkdir(job_dir, 0o711)
     tests = request["tests"]
     outcomes: list = [None] * len(tests)
-    job_id = JOB_ID_BASE + secrets.randbelow(JOB_ID_SPAN)
+    job_id = JOB_ID_BASE + int.from_bytes(os.urandom(4), "big") % JOB_ID_SPAN
     try:
         wdirs = []
         for index in range(len(tests) + 1):  # one per assert, and the last for D
-            wdir = os.path.join(job_dir, f"{index}-{secrets.token_hex(8)}")
+            wdir = os.path.join(job_dir, f"{index}-{_token(8)}")
             os.mkdir(wdir, 0o700)
             if layers["root"]:
                 os.chown(wdir, job_id, job_id)
@@ -501,7 +558,7 @@ def _handle(conn: socket.socket, base: str, layers: dict) -> None:
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
     missing = _outcome("sandbox_error", "no verdict after every retry", "SandboxError")
-    _send(conn, {"outcomes": [outcome or missing for outcome in outcomes]})
+    return {"outcomes": [outcome or missing for outcome in outcomes]}
 
 
 def _reap() -> None:
@@ -560,12 +617,7 @@ def main() -> None:
             server.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             try:
-                _handle(conn, base, layers)
-            except BaseException as exc:  # reach the client with a typed failure rather than a hang
-                try:
-                    _send(conn, {"error": repr(exc)[:MESSAGE_CAP]})
-                except OSError:
-                    pass
+                _serve_connection(conn, base, layers)
             finally:
                 _exit(0)
         conn.close()

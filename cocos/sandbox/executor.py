@@ -119,6 +119,8 @@ class ForkServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
         self._owner_pid = os.getpid()
+        self._generation = 0  # bumped at every start: connections to an older server are dropped
+        self._local = threading.local()
 
     @property
     def socket_path(self) -> str:
@@ -153,6 +155,7 @@ class ForkServer:
             raise SandboxFailure(f"fork server did not start: {line[:200]!r}") from exc
         self.layers = {**ready["layers"], "bwrap": self.use_bwrap}
         self._owner_pid = os.getpid()
+        self._generation += 1
         missing = [name for name in ("root", "netns", "pidns") if not self.layers.get(name)]
         if missing:
             log.warning("sandbox degraded: no %s layer(s); rlimits and process groups still apply", missing)
@@ -179,7 +182,7 @@ class ForkServer:
         with self._lock:
             self._stop()
 
-    def _ensure(self) -> str:
+    def _ensure(self) -> tuple[str, int]:
         with self._lock:
             forked = self._owner_pid != os.getpid()
             if forked:  # a forked copy of our process must not share the parent's server
@@ -188,30 +191,62 @@ class ForkServer:
                 if self._process is not None:
                     log.warning("fork server exited with %s; restarting", self._process.returncode)
                 self._start()
-            return self.socket_path
+            return self.socket_path, self._generation
+
+    def _connection(self) -> socket.socket:
+        """This thread's connection (its own J in the server), opened on first use and after a restart."""
+        path, generation = self._ensure()
+        key = (os.getpid(), generation)
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.key == key:
+            return conn
+        self._drop_connection()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+        except OSError:
+            conn.close()
+            raise
+        self._local.conn, self._local.key = conn, key
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
 
     def _request(self, payload: dict, timeout: float) -> dict:
-        path = self._ensure()
+        conn = self._connection()
         data = json.dumps(payload).encode()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        try:
             conn.settimeout(timeout)
-            conn.connect(path)
             conn.sendall(struct.pack("!I", len(data)) + data)
             (size,) = struct.unpack("!I", _recv_exact(conn, 4))
             return json.loads(_recv_exact(conn, size))
+        except BaseException:
+            self._drop_connection()  # a half-read reply would desynchronise the next request
+            raise
 
     def run(self, code: str, tests: Sequence[str], setup: str, limits: Limits) -> list[dict]:
         """Outcome dicts, one per test; raises SandboxFailure when two attempts get no answer."""
         payload = {"code": code, "tests": list(tests), "setup": setup, "limits": asdict(limits)}
         timeout = len(tests) * (limits.timeout_s + 2.0) + 15.0
         last: Exception | None = None
-        for _ in range(2):
+        for attempt in range(3):
+            generation = self._generation
             try:
                 reply = self._request(payload, timeout)
             except (OSError, ValueError, struct.error, SandboxFailure) as exc:
                 last = exc
-                log.warning("fork server request failed (%r); restarting it", exc)
                 with self._lock:
+                    if self._generation != generation:
+                        continue  # another thread restarted the server meanwhile: just reconnect
+                    if attempt == 0 and not isinstance(exc, TimeoutError) and self._process is not None:
+                        if self._process.poll() is None:
+                            log.warning("fork server connection failed (%r); reconnecting", exc)
+                            continue  # the server is alive: only this connection's J was lost
+                    log.warning("fork server request failed (%r); restarting it", exc)
                     self._stop()
                 continue
             if "error" in reply:
