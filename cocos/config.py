@@ -171,12 +171,21 @@ class EvalConfig:
     max_new_tokens: int = 512
     batch_size: int = 8
     test_timeout_s: float = 3.0
-    instructions: tuple[str, ...] = field(default_factory=tuple)  # extra rephrasings to evaluate
+    rephrasings: int = 0  # also evaluate with the first N of the project's five rephrased instructions
+    instructions: tuple[str, ...] = field(default_factory=tuple)  # or give the extra instructions directly
     sandbox_url: str = ""
     stop_at_done: bool = True
 
     def __post_init__(self) -> None:
+        from cocos.prompts import INSTRUCTION_REPHRASINGS
+
         _require(1 <= self.turns <= 5, f"eval turns={self.turns} must be in 1..5")
+        _require(
+            0 <= self.rephrasings <= len(INSTRUCTION_REPHRASINGS),
+            f"eval rephrasings={self.rephrasings} must be in 0..{len(INSTRUCTION_REPHRASINGS)}",
+        )
+        if self.rephrasings and not self.instructions:
+            object.__setattr__(self, "instructions", INSTRUCTION_REPHRASINGS[: self.rephrasings])
         _require(self.max_new_tokens >= 1, f"eval max_new_tokens={self.max_new_tokens} must be >= 1")
         _require(self.batch_size >= 1, f"eval batch_size={self.batch_size} must be >= 1")
         object.__setattr__(self, "instructions", tuple(self.instructions))

@@ -202,8 +202,11 @@ def build_tiny_model(target: str | Path, seed: int = 0, vocab_size: int = 600) -
     return target
 
 
-def load_model_and_tokenizer(model_dir: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer, with a pad token and left padding for batched generation."""
+def load_model_and_tokenizer(model_dir: str | Path, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer, with a pad token and left padding for batched generation.
+
+    device "auto" takes the first GPU when there is one.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -214,4 +217,6 @@ def load_model_and_tokenizer(model_dir: str | Path, dtype: str = "float32") -> t
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device), tokenizer

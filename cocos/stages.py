@@ -21,6 +21,7 @@ from cocos.config import EvalConfig, PromotionConfig, RLOOConfig, SFTConfig, to_
 log = logging.getLogger(__name__)
 
 EVAL_SUMMARY = "summary.json"
+TRAINING_HISTORY = "training_history.json"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,22 @@ class RunContext:
         from cocos import tracking
 
         return tracking.parent_run(self.experiment, self.pipeline_run_id)
+
+
+def local_gpus() -> int:
+    """GPUs of this pod: the stage starts one training process per GPU (torchrun) when there are several."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _log_history(history: list[dict[str, Any]]) -> None:
+    from cocos import tracking
+
+    for entry in history:
+        tracking.log_metrics({k: float(v) for k, v in entry.items() if k != "step"}, int(entry["step"]))
 
 
 def code_version() -> str:
@@ -94,10 +111,18 @@ def boost_sft_stage(
     validation_path = data_dir / "boost_validation.jsonl"
     validation = read_examples(validation_path) if validation_path.exists() else None
     params = {"sft": to_dict(config), "model_reference": model_reference, "examples": len(train)}
-    with tracking.stage_run(ctx.parent(), "boost_sft", params):
-        metrics = run_sft(
-            config, base, train, out_dir, validation, on_log=lambda step, m: tracking.log_metrics(m, step)
-        )
+    gpus = local_gpus()
+    with tracking.stage_run(ctx.parent(), "boost_sft", {**params, "gpus": gpus}):
+        if gpus > 1:
+            from cocos.train.launch import run_sft_distributed
+
+            result = run_sft_distributed(config, base, data_dir, out_dir, gpus)
+            _log_history(result.get("history", []))
+            metrics = result.get("final", {})
+        else:
+            metrics = run_sft(
+                config, base, train, out_dir, validation, on_log=lambda step, m: tracking.log_metrics(m, step)
+            )
         tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
     return metrics
 
@@ -120,37 +145,52 @@ def rloo_stage(
     from cocos.train.rloo import RLOOTrainer, StepCallbacks
 
     problems = read_split(Path(data_dir) / "train.jsonl")
-    model, tokenizer = load_model_and_tokenizer(model_dir, dtype="bfloat16" if config.bf16 else "float32")
     work = Path(work_dir) if work_dir else Path(out_dir).parent / (Path(out_dir).name + ".work")
-    with tracking.stage_run(
-        ctx.parent(), "cocos_rloo", {"rloo": to_dict(config), "train_problems": len(problems)}
-    ) as run_id:
-        callbacks = StepCallbacks(
-            on_step=lambda step, metrics: tracking.log_metrics(metrics, step),
-            on_rollouts=lambda step, records: tracking.log_table(records, f"rollouts/step-{step:06d}.json"),
-            on_checkpoint=lambda step, uri: tracking.log_metrics({"checkpoint/step": float(step)}, step),
-        )
-        trainer = RLOOTrainer(
-            config,
-            model,
-            tokenizer,
-            problems,
-            get_executor(config.sandbox_url or None),
-            work,
-            checkpoint_uri=checkpoint_uri,
-            callbacks=callbacks,
-            run_id=run_id,
-        )
-        result = trainer.train()
-        trainer.save_final(out_dir)
+    gpus = local_gpus()
+    params = {"rloo": to_dict(config), "train_problems": len(problems), "gpus": gpus}
+    with tracking.stage_run(ctx.parent(), "cocos_rloo", params) as run_id:
+        if gpus > 1:
+            from cocos.train.launch import run_rloo_distributed
+
+            launched = run_rloo_distributed(
+                config, model_dir, data_dir, out_dir, checkpoint_uri, gpus, work_dir=work, run_id=run_id
+            )
+            history = launched.get("history", [])
+            _log_history(history)
+            for entry in launched.get("rollouts", []):
+                tracking.log_table(entry["records"], f"rollouts/step-{entry['step']:06d}.json")
+            steps, resumed_from = launched.get("steps", 0), launched.get("resumed_from", 0)
+        else:
+            model, tokenizer = load_model_and_tokenizer(
+                model_dir, dtype="bfloat16" if config.bf16 else "float32", device="auto"
+            )
+            callbacks = StepCallbacks(
+                on_step=lambda step, metrics: tracking.log_metrics(metrics, step),
+                on_rollouts=lambda step, records: tracking.log_table(records, f"rollouts/step-{step:06d}.json"),
+                on_checkpoint=lambda step, uri: tracking.log_metrics({"checkpoint/step": float(step)}, step),
+            )
+            executor = get_executor(config.sandbox_url or None)
+            trainer = RLOOTrainer(
+                config, model, tokenizer, problems, executor, work, checkpoint_uri, callbacks, run_id=run_id
+            )
+            result = trainer.train()
+            trainer.save_final(out_dir)
+            steps, resumed_from = result.steps_done, result.resumed_from
+            history = [{"step": step, **m} for step, m in enumerate(result.history, start=result.resumed_from + 1)]
         summary = {
-            "steps": result.steps_done,
-            "resumed_from": result.resumed_from,
+            "steps": steps,
+            "resumed_from": resumed_from,
+            "gpus": gpus,
             "checkpoint_uri": checkpoint_uri,
             "config": to_dict(config),
-            "last": result.history[-1] if result.history else {},
+            "last": history[-1] if history else {},
         }
         tracking.log_dict(summary, "rloo_summary.json")
+        (Path(out_dir) / TRAINING_HISTORY).write_text(json.dumps(history))
+        if history:
+            from cocos.plots import plot_training_curves
+
+            tracking.log_artifact(plot_training_curves(history, work / "training_curves.png"), "plots")
     (Path(out_dir) / "cocos_training.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -168,30 +208,77 @@ def evaluate_stage(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model_and_tokenizer(model_dir)
+    model, tokenizer = load_model_and_tokenizer(model_dir, device="auto")
     executor = get_executor(config.sandbox_url or None)
     results = []
+    robustness: dict[str, list[dict[str, float]]] = {}
     with tracking.stage_run(ctx.parent(), "evaluate", {"eval": to_dict(config)}):
         for dataset, path in _eval_sets(Path(data_dir)).items():
-            result = evaluate_problems(model, tokenizer, read_split(path), config, executor, dataset)
+            problems = read_split(path)
+            result = evaluate_problems(model, tokenizer, problems, config, executor, dataset)
             results.append(result)
             tracking.log_metrics({f"eval/{dataset}/{k}": v for k, v in result.metrics.items()})
             with (out / f"records_{dataset}.jsonl").open("w", encoding="utf-8") as handle:
                 for record in result.records:
                     handle.write(json.dumps(record, sort_keys=True) + "\n")
+            if config.instructions and config.turns > 1:
+                robustness[dataset] = [result.metrics]
+                for index, instruction in enumerate(config.instructions, start=1):
+                    rephrased = evaluate_problems(model, tokenizer, problems, config, executor, dataset, instruction)
+                    robustness[dataset].append(rephrased.metrics)
+                    prefix = f"eval/{dataset}/instruction{index}"
+                    tracking.log_metrics({f"{prefix}/{k}": v for k, v in rephrased.metrics.items()})
         table = format_table(results, config.turns)
         (out / "table.md").write_text(table + "\n")
         summary = {
             "metrics": {r.dataset: r.metrics for r in results},
             "table": table,
             "sandbox_errors": sum(int(r.metrics["sandbox_errors"]) for r in results),
+            "robustness": robustness,
         }
         (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
+        write_report(out, results, config, robustness, Path(model_dir) / TRAINING_HISTORY)
         tracking.log_artifact(str(out), "evaluation")
     if summary["sandbox_errors"]:
         # register_model will not run (the pipeline gates it on a clean evaluation): the run ends here.
         tracking.end_parent_run(ctx.parent(), "FAILED")
     return summary
+
+
+def write_report(
+    out: Path, results: list[Any], config: EvalConfig, robustness: dict[str, list[dict[str, float]]], history: Path
+) -> dict[str, str]:
+    """Plots (paper Figure 4, accuracy by turn, training curves) and the Markdown/HTML report in `out`."""
+    from cocos.plots import plot_accuracy_by_turn, plot_training_curves, plot_turn_transitions
+    from cocos.prompts import CORRECTION_INSTRUCTION
+    from cocos.report import bootstrap_intervals, html_report, markdown_report, turn_distribution
+
+    metrics = {r.dataset: r.metrics for r in results}
+    plots: dict[str, str] = {}
+    intervals = {}
+    for result in results:
+        intervals[result.dataset] = bootstrap_intervals(result.records, config.turns, n_boot=1000, seed=0)
+        if config.turns > 1:
+            plots[f"transitions_{result.dataset}"] = plot_turn_transitions(
+                turn_distribution(result.records, config.turns),
+                out / "plots" / f"transitions_{result.dataset}.png",
+                f"{result.dataset}: turn-wise transitions",
+            )
+    plots["accuracy_by_turn"] = plot_accuracy_by_turn(metrics, out / "plots" / "accuracy_by_turn.png")
+    if history.exists():
+        curves = json.loads(history.read_text())
+        plots["training_curves"] = plot_training_curves(curves, out / "plots" / "training_curves.png")
+    markdown = markdown_report(
+        metrics,
+        config.turns,
+        robustness=robustness or None,
+        intervals=intervals,
+        plots={name: str(Path(path).relative_to(out)) for name, path in plots.items()},
+        instructions=(CORRECTION_INSTRUCTION, *config.instructions),
+    )
+    (out / "report.md").write_text(markdown)
+    (out / "report.html").write_text(html_report(markdown, plots))
+    return plots
 
 
 # ---------------------------------------------------------------------------- registry

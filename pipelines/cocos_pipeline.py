@@ -11,7 +11,8 @@ Pipeline parameters are stage-prefixed, as the Kubeflow UI lists them:
 - rloo_*: CoCoS RLOO: method (cocos, cocos_binary, turn_rl, score_stage1), rollout mode
   (independent, shared_turn1), steps, prompts per step, group size k, gamma, score mode, KL beta,
   learning rate, temperature, max new tokens, checkpoint interval and S3 prefix (the run id is appended).
-- eval_*: number of turns, max new tokens, batch size.
+- eval_*: number of turns, max new tokens, batch size, and how many of the five rephrased correction
+  instructions to evaluate as well (robustness, paper Table 6; 0 skips it).
 - register_*: registered model name, Acc@t2 margin over the champion, c2i ceiling.
 - train_*: cluster placement of the SFT and RLOO tasks: GPU count, accelerator type, node selector and
   tolerations (JSON), ignored by the local runner.
@@ -93,6 +94,7 @@ def cocos_pipeline(
     eval_turns: int = 2,
     eval_max_new_tokens: int = 512,
     eval_batch_size: int = 16,
+    eval_rephrasings: int = 0,
     register_model_name: str = "cocos-self-correct",
     register_acc_t2_margin: float = 0.0,
     register_c2i_ceiling: float = 0.05,
@@ -178,6 +180,7 @@ def cocos_pipeline(
         eval_turns=eval_turns,
         eval_max_new_tokens=eval_max_new_tokens,
         eval_batch_size=eval_batch_size,
+        eval_rephrasings=eval_rephrasings,
         sandbox_url=sandbox_url,
         mlflow_experiment=mlflow_experiment,
         pipeline_run_id=run_id,
