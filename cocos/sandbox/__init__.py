@@ -22,8 +22,9 @@ What is covered
   daemons, threads), and the namespace dies with the job. The server itself starts with an empty
   environment, so no AWS_* / MLFLOW_* secret exists to leak. Builtins and the harness's modules are
   restored after the definition, so monkeypatching them cannot reach the harness or the asserts.
-- Network: each job gets a new network namespace with no interface up; under bubblewrap all jobs
-  share the server's own namespace, which has only loopback (creating one per job costs ~3 ms).
+- Network: without bubblewrap each client connection (one per client thread, serving its jobs one
+  at a time) gets a new network namespace with no interface up; under bubblewrap all jobs share the
+  server's own namespace, which has only loopback (creating one per job costs ~3 ms).
 - With bubblewrap installed, the server runs with a read-only root, private root-owned /tmp and
   /dev/shm, its own IPC/UTS/PID/network namespaces, and private folders above the interpreter (such
   as /root) replaced by empty ones: candidates can write only their own folder.
@@ -43,9 +44,13 @@ What is not covered
 - Disk usage is bounded only per file (RLIMIT_FSIZE), not in total; no seccomp filter; the kernel
   is shared. On a cluster, gVisor (runtimeClassName) and the NetworkPolicy in k8s/sandbox/ add the
   layers this process cannot.
-- Without root, the uid, network and PID namespace layers are skipped with a warning (no user
-  namespace fallback yet); rlimits, process groups, clean environment and the verdict channel remain,
-  but candidates then share the caller's uid and can read its /proc entries.
+- Without root, the server makes itself root of a new user namespace (only the caller's uid mapped)
+  and keeps the network and per-job PID namespaces; candidates run as that root with every
+  capability dropped (bounding set, securebits locked, no_new_privs), which outside is the caller's
+  uid: they can write what the caller can (unless bubblewrap's read-only root applies), and
+  RLIMIT_NPROC counts against the caller's uid. Where user namespaces are disabled too, those
+  layers are skipped with a warning; rlimits, process groups, clean environment and the verdict
+  channel remain.
 """
 
 from __future__ import annotations

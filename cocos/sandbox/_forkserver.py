@@ -44,6 +44,12 @@ JOB_ID_SPAN = 1 << 24
 FORK_RETRIES = (0.005, 0.02, 0.05, 0.1, 0.2, 0.4)
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWUSER = 0x10000000
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECUREBITS = 28
+SECURE_NOROOT_LOCKED = 0x3F  # noroot, no_setuid_fixup, keep_caps_off, each with its lock
+CAP_VERSION_3 = 0x20080522
 PR_SET_DUMPABLE = 4
 PR_SET_PDEATHSIG = 1
 MESSAGE_CAP = 300
@@ -154,7 +160,47 @@ def _pid_namespaces_work() -> bool:
     return True
 
 
-def _probe_namespaces() -> dict[str, bool]:
+def _enter_user_namespace() -> bool:
+    """Without root: become root of a new user namespace (only our own uid and gid mapped), and PID 1
+    of a new PID namespace owned by it, so that the network and per-job PID namespaces work. The
+    process that called this waits for that PID 1 and exits with its status; only PID 1 returns."""
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0:
+        return False
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
+    except OSError:
+        return False
+    child = os.fork()
+    if child:
+        _, status = os.waitpid(child, 0)
+        _exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return True
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+
+
+def _drop_capabilities() -> None:
+    """Root of our user namespace keeps no capability, and cannot regain one by exec."""
+    for cap in range(64):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    if _libc.prctl(PR_SET_SECUREBITS, SECURE_NOROOT_LOCKED, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_SECUREBITS failed")
+    if _libc.capset(ctypes.byref(_CapHeader(CAP_VERSION_3, 0)), (_CapData * 2)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def _probe_namespaces(userns: bool = False) -> dict[str, bool]:
     """Which layers this server can apply; checked once in a throwaway child."""
     found = {}
     for name, works in (("netns", lambda: _unshare(CLONE_NEWNET)), ("pidns", _pid_namespaces_work)):
@@ -163,7 +209,8 @@ def _probe_namespaces() -> dict[str, bool]:
             _exit(0 if works() else 1)
         _, status = os.waitpid(pid, 0)
         found[name] = os.waitstatus_to_exitcode(status) == 0
-    found["root"] = os.geteuid() == 0
+    found["root"] = os.geteuid() == 0 and not userns  # can switch to the per-job uids
+    found["userns"] = userns
     return found
 
 
@@ -218,6 +265,8 @@ def _isolate(wdir: str, limits: dict, keep: tuple[int, ...], layers: dict, cpu_s
         os.setgroups([])
         os.setgid(job_id)
         os.setuid(job_id)
+    elif layers["userns"]:
+        _drop_capabilities()
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by setuid, so set after it
     os.environ.clear()
@@ -579,7 +628,8 @@ def main() -> None:
         base = "/tmp/cocos-work"
     os.makedirs(base, exist_ok=True)
     os.chmod(base, stat.S_IRWXU | stat.S_IXGRP | stat.S_IXOTH)
-    layers = _probe_namespaces()
+    userns = os.geteuid() != 0 and _enter_user_namespace()
+    layers = _probe_namespaces(userns)
     # bwrap already gave the server its own network namespace with only loopback; one per job would
     # cost ~3 ms each. Without bwrap every job gets its own.
     layers["shared_netns"] = bool(os.environ.get("COCOS_SANDBOX_PRIVATE_TMP"))

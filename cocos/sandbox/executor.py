@@ -157,7 +157,12 @@ class ForkServer:
         self._owner_pid = os.getpid()
         self._generation += 1
         missing = [name for name in ("root", "netns", "pidns") if not self.layers.get(name)]
-        if missing:
+        if missing == ["root"] and self.layers.get("userns"):
+            log.warning(
+                "sandbox without root: a user namespace gives network and PID isolation, but candidates "
+                "run as the caller's uid (without capabilities) instead of a per-job uid"
+            )
+        elif missing:
             log.warning("sandbox degraded: no %s layer(s); rlimits and process groups still apply", missing)
         log.info("fork server %s started with layers %s", ready["pid"], self.layers)
 
