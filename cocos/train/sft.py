@@ -90,8 +90,12 @@ def run_sft(
 
     class _Forward(TrainerCallback):
         def on_log(self, _args: Any, state: Any, _control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
-            if on_log and logs:
-                numeric = {f"sft/{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            if not logs:
+                return
+            numeric = {f"sft/{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            shown = ", ".join(f"{k.removeprefix('sft/')} {v:.4g}" for k, v in numeric.items())
+            log.info("boost SFT step %d/%d: %s", state.global_step, state.max_steps, shown)
+            if on_log:
                 on_log(state.global_step, numeric)
 
     trainer = SFTTrainer(
