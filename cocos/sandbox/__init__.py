@@ -31,7 +31,9 @@ What is covered
 - Crashes (segfault), `os._exit`, `sys.exit`, replaced builtins, ignored signals, threads left
   running, killing the parent: each gives a typed outcome and the server keeps serving.
 - The harness's own failures (a fork that still fails with EAGAIN after retries, a pipe error, the
-  server dying, no exit status from the warden) are `sandbox_error`, never a candidate verdict.
+  server or a connection's harness dying, the definer SIGKILLed from outside its namespace, e.g. by
+  the OOM killer) are `sandbox_error`, never a candidate verdict. An assert's own process killed by
+  the OOM killer still reads as `error` (SIGKILL): it cannot be told apart from the candidate's doing.
 
 What is not covered
 - A candidate that deliberately walks the harness's frames, module globals or memory can find the

@@ -575,6 +575,10 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
         return
     status, elapsed = ended["status"], round(ended.get("elapsed", 0.0), 4)
     fate = _ended(status, False, elapsed, limits) or _outcome("error", "exited before a verdict", "EarlyExit", elapsed)
+    if layers["pidns"] and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        # Nothing inside the namespace can SIGKILL its PID 1 and we did not (no timeout): the kernel's
+        # OOM killer or an operator did. Not the candidate's verdict.
+        fate = _outcome("sandbox_error", "the definer was killed from outside (out of memory?)", "SandboxError")
     for index in waiting if defined is None else waiting[:1]:
         outcomes[index] = fate
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,32 @@ def test_a_full_uid_65534_does_not_reach_jobs():
         if hog is not None:
             os.killpg(hog.pid, 9)
             hog.wait()
+
+
+def _kill_definers() -> int:
+    """SIGKILL every job definer (PID 1 of its namespace, running as a per-job uid) from outside."""
+    killed = 0
+    for entry in os.listdir("/proc"):
+        try:
+            status = Path("/proc", entry, "status").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uid = int(fields.get("Uid", "0").split()[0])
+        if uid >= 1_900_000_000 and fields.get("NSpid", "").split()[-1:] == ["1"]:
+            os.kill(int(entry), 9)
+            killed += 1
+    return killed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-job uids need root")
+def test_definer_killed_from_outside_is_a_sandbox_error():
+    """What the OOM killer does to a job under memory pressure: not the candidate's verdict."""
+    execute("x = 1", ["assert x"])
+    killer = threading.Timer(0.8, _kill_definers)
+    killer.start()
+    try:
+        result = execute("x = 1", ["import time\ntime.sleep(2)", "assert x == 1"], timeout_s=3.0)
+    finally:
+        killer.cancel()
+    assert [o.status for o in result.outcomes] == [Status.SANDBOX_ERROR, Status.PASSED]
