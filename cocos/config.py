@@ -6,10 +6,14 @@ Defaults are the paper's (method.md sections 5-6); small runs override them from
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cocos.rewards import SCORE_MODES
+
+log = logging.getLogger(__name__)
 
 ROLLOUT_MODES = ("independent", "shared_turn1")
 TURN1_SOURCES = ("policy", "initial")
@@ -56,8 +60,10 @@ class SFTConfig:
     bf16: bool = False
     deepspeed_config: str = ""  # path to a DeepSpeed JSON (configs in cocos/train/deepspeed/)
     logging_steps: int = 10
+    max_eval_examples: int = 512  # boost-validation examples scored for the eval loss (0: none)
 
     def __post_init__(self) -> None:
+        _require(self.max_eval_examples >= 0, f"sft max_eval_examples={self.max_eval_examples} must be >= 0")
         _require(self.learning_rate > 0, f"sft learning_rate={self.learning_rate} must be > 0 (paper: 2e-5)")
         _require(self.weight_decay >= 0, f"sft weight_decay={self.weight_decay} must be >= 0 (paper: 0.1)")
         _require(self.max_steps >= 1, f"sft max_steps={self.max_steps} must be >= 1; set it to train at all")
@@ -150,17 +156,48 @@ class RLOOConfig:
     @classmethod
     def preset(cls, method: str, **overrides: Any) -> RLOOConfig:
         """The paper's method and baselines (method.md section 8) as configurations of one trainer."""
-        presets: dict[str, dict[str, Any]] = {
-            "cocos": {},
-            "cocos_binary": {"score_mode": "binary"},
-            # Turn-RL: first response pre-sampled from the starting model, turn 2 optimised.
-            "turn_rl": {"rollout_mode": "shared_turn1", "turn1_source": "initial"},
-            # SCoRe stage I: binary turn-2 reward only, turn-2 KL 0.01 and a turn-1 KL of 0.25.
-            "score_stage1": {"score_mode": "binary", "gamma": 1.0, "turn1_kl_beta": 0.25, "kl_beta": 0.01},
-        }
-        if method not in presets:
-            raise ConfigError(f"method={method!r} must be one of {', '.join(presets)}")
-        return cls(**{**presets[method], "method": method, **overrides})
+        return cls(**{**_preset(method), "method": method, **overrides})
+
+    @classmethod
+    def for_pipeline(cls, values: Mapping[str, Any]) -> RLOOConfig:
+        """Pipeline parameters on top of a preset; the fields that define the method keep the preset's values.
+
+        A pipeline passes every rloo_* parameter, so `rloo_method=turn_rl` with the default
+        `rloo_rollout_mode=independent` must still give Turn-RL (shared turn 1).
+        """
+        method = str(values.get("method", "cocos"))
+        defining = _preset(method)
+        for key, value in defining.items():
+            if key in values and values[key] != value:
+                log.warning("rloo method %s sets %s=%r; ignoring %r", method, key, value, values[key])
+        return cls(**{**values, **defining, "method": method})
+
+
+def _preset(method: str) -> dict[str, Any]:
+    presets: dict[str, dict[str, Any]] = {
+        "cocos": {},
+        "cocos_binary": {"score_mode": "binary"},
+        # Turn-RL: first response pre-sampled from the starting model, turn 2 optimised.
+        "turn_rl": {"rollout_mode": "shared_turn1", "turn1_source": "initial"},
+        # SCoRe stage I: binary turn-2 reward only, turn-2 KL 0.01 and a turn-1 KL of 0.25.
+        "score_stage1": {"score_mode": "binary", "gamma": 1.0, "turn1_kl_beta": 0.25, "kl_beta": 0.01},
+    }
+    if method not in presets:
+        raise ConfigError(f"rloo method={method!r} must be one of {', '.join(presets)}")
+    return presets[method]
+
+
+def prefixed(params: Mapping[str, Any], prefix: str, cls: type) -> dict[str, Any]:
+    """The `prefix + field` entries of `params` that name fields of `cls`, keyed by field.
+
+    Components pass `locals()`: `SFTConfig(**prefixed(locals(), "sft_", SFTConfig))`.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {
+        key[len(prefix) :]: value
+        for key, value in params.items()
+        if key.startswith(prefix) and key[len(prefix) :] in names
+    }
 
 
 @dataclass(frozen=True)

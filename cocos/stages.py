@@ -109,7 +109,7 @@ def boost_sft_stage(
     data_dir = Path(data_dir)
     train = read_examples(data_dir / "boost_train.jsonl")
     validation_path = data_dir / "boost_validation.jsonl"
-    validation = read_examples(validation_path) if validation_path.exists() else None
+    validation = read_examples(validation_path)[: config.max_eval_examples] if validation_path.exists() else None
     params = {"sft": to_dict(config), "model_reference": model_reference, "examples": len(train)}
     gpus = local_gpus()
     with tracking.stage_run(ctx.parent(), "boost_sft", {**params, "gpus": gpus}):

@@ -16,23 +16,15 @@ def boost_sft_op(
     sft_max_length: int,
     sft_bf16: bool,
     sft_deepspeed_config: str,
+    sft_max_eval_examples: int,
     mlflow_experiment: str,
     pipeline_run_id: str,
     boost_model: Output[Model],
 ):
     """Boost SFT on two-turn examples (turn 1 and correction turn, 1:1), loss on completion tokens only."""
-    from cocos.config import SFTConfig
+    from cocos.config import SFTConfig, prefixed
     from cocos.stages import RunContext, boost_sft_stage
 
-    config = SFTConfig(
-        learning_rate=sft_learning_rate,
-        weight_decay=sft_weight_decay,
-        max_steps=sft_max_steps,
-        per_device_batch_size=sft_per_device_batch_size,
-        gradient_accumulation_steps=sft_gradient_accumulation_steps,
-        max_length=sft_max_length,
-        bf16=sft_bf16,
-        deepspeed_config=sft_deepspeed_config,
-    )
+    config = SFTConfig(**prefixed(locals(), "sft_", SFTConfig))
     ctx = RunContext(mlflow_experiment, pipeline_run_id)
     boost_model.metadata.update(boost_sft_stage(config, model_reference, data.path, boost_model.path, ctx))

@@ -29,26 +29,10 @@ def cocos_rloo_op(
     model: Output[Model],
 ):
     """CoCoS online RLOO with the accumulated progressive reward; resumes from the newest S3 checkpoint."""
-    from cocos.config import RLOOConfig
+    from cocos.config import RLOOConfig, prefixed
     from cocos.stages import RunContext, rloo_stage
 
-    config = RLOOConfig.preset(
-        rloo_method,
-        rollout_mode=rloo_rollout_mode if rloo_method != "turn_rl" else "shared_turn1",
-        steps=rloo_steps,
-        prompts_per_step=rloo_prompts_per_step,
-        group_size=rloo_group_size,
-        gamma=rloo_gamma,
-        score_mode=rloo_score_mode if rloo_method not in ("cocos_binary", "score_stage1") else "binary",
-        kl_beta=rloo_kl_beta,
-        learning_rate=rloo_learning_rate,
-        temperature=rloo_temperature,
-        max_new_tokens=rloo_max_new_tokens,
-        micro_batch_size=rloo_micro_batch_size,
-        checkpoint_every=rloo_checkpoint_every,
-        seed=rloo_seed,
-        sandbox_url=sandbox_url,
-    )
+    config = RLOOConfig.for_pipeline({**prefixed(locals(), "rloo_", RLOOConfig), "sandbox_url": sandbox_url})
     checkpoints = rloo_checkpoint_uri.rstrip("/") + f"/{pipeline_run_id}" if rloo_checkpoint_uri else ""
     ctx = RunContext(mlflow_experiment, pipeline_run_id)
     model.metadata.update(rloo_stage(config, boost_model.path, data.path, model.path, ctx, checkpoints))

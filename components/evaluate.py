@@ -27,16 +27,10 @@ def evaluate_op(
     import os
     import shutil
 
-    from cocos.config import EvalConfig
+    from cocos.config import EvalConfig, prefixed
     from cocos.stages import RunContext, evaluate_stage
 
-    config = EvalConfig(
-        turns=eval_turns,
-        max_new_tokens=eval_max_new_tokens,
-        batch_size=eval_batch_size,
-        rephrasings=eval_rephrasings,
-        sandbox_url=sandbox_url,
-    )
+    config = EvalConfig(**prefixed(locals(), "eval_", EvalConfig), sandbox_url=sandbox_url)
     summary = evaluate_stage(
         config, model.path, data.path, evaluation.path, RunContext(mlflow_experiment, pipeline_run_id)
     )

@@ -28,6 +28,7 @@ DEMO_PARAMETERS: dict[str, Any] = {
     "sft_gradient_accumulation_steps": 1,
     "sft_max_length": 384,
     "sft_bf16": False,
+    "sft_max_eval_examples": 16,
     "rloo_steps": 2,
     "rloo_prompts_per_step": 4,
     "rloo_group_size": 2,

@@ -1,4 +1,5 @@
-"""The CoCoS training DAG: prepare_data -> boost_sft -> cocos_rloo -> evaluate -> (if eligible) register_model.
+"""The CoCoS training DAG: validate_parameters -> prepare_data -> boost_sft -> cocos_rloo -> evaluate ->
+(if the evaluation is clean) register_model.
 
 Pipeline parameters are stage-prefixed, as the Kubeflow UI lists them:
 
@@ -28,6 +29,7 @@ from components.cocos_rloo import cocos_rloo_op
 from components.evaluate import evaluate_op
 from components.prepare_data import prepare_data_op
 from components.register_model import register_model_op
+from components.validate_parameters import validate_parameters_op
 
 S3_SECRET_KEYS = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
@@ -76,6 +78,7 @@ def cocos_pipeline(
     sft_max_length: int = 1024,
     sft_bf16: bool = True,
     sft_deepspeed_config: str = "",
+    sft_max_eval_examples: int = 512,
     rloo_method: str = "cocos",
     rloo_rollout_mode: str = "independent",
     rloo_steps: int = 1500,
@@ -111,6 +114,56 @@ def cocos_pipeline(
     mlflow_secret: str = "cocos-mlflow",
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    preflight = validate_parameters_op(
+        data_train_source=data_train_source,
+        data_train_path=data_train_path,
+        data_eval_sources=data_eval_sources,
+        data_boost_source=data_boost_source,
+        data_boost_path=data_boost_path,
+        data_seed=data_seed,
+        data_train_limit=data_train_limit,
+        data_eval_limit=data_eval_limit,
+        data_max_drop_share=data_max_drop_share,
+        data_synthetic_train=data_synthetic_train,
+        data_synthetic_test=data_synthetic_test,
+        model_reference=model_reference,
+        sft_learning_rate=sft_learning_rate,
+        sft_weight_decay=sft_weight_decay,
+        sft_max_steps=sft_max_steps,
+        sft_per_device_batch_size=sft_per_device_batch_size,
+        sft_gradient_accumulation_steps=sft_gradient_accumulation_steps,
+        sft_max_length=sft_max_length,
+        sft_bf16=sft_bf16,
+        sft_deepspeed_config=sft_deepspeed_config,
+        sft_max_eval_examples=sft_max_eval_examples,
+        rloo_method=rloo_method,
+        rloo_rollout_mode=rloo_rollout_mode,
+        rloo_steps=rloo_steps,
+        rloo_prompts_per_step=rloo_prompts_per_step,
+        rloo_group_size=rloo_group_size,
+        rloo_gamma=rloo_gamma,
+        rloo_score_mode=rloo_score_mode,
+        rloo_kl_beta=rloo_kl_beta,
+        rloo_learning_rate=rloo_learning_rate,
+        rloo_temperature=rloo_temperature,
+        rloo_max_new_tokens=rloo_max_new_tokens,
+        rloo_micro_batch_size=rloo_micro_batch_size,
+        rloo_checkpoint_every=rloo_checkpoint_every,
+        rloo_seed=rloo_seed,
+        rloo_checkpoint_uri=rloo_checkpoint_uri,
+        eval_turns=eval_turns,
+        eval_max_new_tokens=eval_max_new_tokens,
+        eval_batch_size=eval_batch_size,
+        eval_rephrasings=eval_rephrasings,
+        register_model_name=register_model_name,
+        register_acc_t2_margin=register_acc_t2_margin,
+        register_c2i_ceiling=register_c2i_ceiling,
+        train_gpus=train_gpus,
+        sandbox_url=sandbox_url,
+    ).set_display_name("validate parameters")
+    preflight.set_caching_options(False)
+    _with_services(preflight, s3_secret, mlflow_secret)
+
     data = prepare_data_op(
         data_train_source=data_train_source,
         data_train_path=data_train_path,
@@ -126,6 +179,7 @@ def cocos_pipeline(
         mlflow_experiment=mlflow_experiment,
         pipeline_run_id=run_id,
     ).set_display_name("prepare data")
+    data.after(preflight)
     _with_services(data, s3_secret, mlflow_secret)
 
     sft = boost_sft_op(
@@ -139,6 +193,7 @@ def cocos_pipeline(
         sft_max_length=sft_max_length,
         sft_bf16=sft_bf16,
         sft_deepspeed_config=sft_deepspeed_config,
+        sft_max_eval_examples=sft_max_eval_examples,
         mlflow_experiment=mlflow_experiment,
         pipeline_run_id=run_id,
     ).set_display_name("boost SFT")

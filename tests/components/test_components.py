@@ -14,6 +14,7 @@ from components.cocos_rloo import cocos_rloo_op
 from components.evaluate import evaluate_op
 from components.prepare_data import prepare_data_op
 from components.register_model import register_model_op
+from components.validate_parameters import validate_parameters_op
 
 PREFIXES = {
     "data_": DataConfig,
@@ -29,7 +30,8 @@ NOT_CONFIG = {
     "register_acc_t2_margin": "PromotionConfig.acc_t2_margin",
     "register_c2i_ceiling": "PromotionConfig.c2i_ceiling",
 }
-COMPONENTS = [prepare_data_op, boost_sft_op, cocos_rloo_op, evaluate_op, register_model_op]
+STAGES = [prepare_data_op, boost_sft_op, cocos_rloo_op, evaluate_op, register_model_op]
+COMPONENTS = [validate_parameters_op, *STAGES]
 
 
 def _inputs(component):
@@ -60,6 +62,6 @@ def test_component_body_is_a_shim(component):
     assert "from cocos." in body
 
 
-def test_every_component_reports_to_one_pipeline_run():
-    for component in COMPONENTS:
+def test_every_stage_reports_to_one_pipeline_run():
+    for component in STAGES:
         assert {"mlflow_experiment", "pipeline_run_id"} <= set(_inputs(component)), component.name
