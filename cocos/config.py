@@ -61,6 +61,7 @@ class SFTConfig:
     deepspeed_config: str = ""  # path to a DeepSpeed JSON (configs in cocos/train/deepspeed/)
     logging_steps: int = 10
     max_eval_examples: int = 512  # boost-validation examples scored for the eval loss (0: none)
+    gradient_checkpointing: bool = False  # TRL turns it on by default; it costs ~30% more compute
 
     def __post_init__(self) -> None:
         _require(self.max_eval_examples >= 0, f"sft max_eval_examples={self.max_eval_examples} must be >= 0")

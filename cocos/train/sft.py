@@ -74,6 +74,7 @@ def run_sft(
         optim="adamw_torch",
         max_length=config.max_length,
         completion_only_loss=True,
+        gradient_checkpointing=config.gradient_checkpointing,
         packing=False,
         seed=config.seed,
         bf16=config.bf16,
