@@ -42,6 +42,71 @@ class RunContext:
         return tracking.parent_run(self.experiment, self.pipeline_run_id)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a training stage runs. One node: in this pod (one process per local GPU). Several nodes: a
+    Kubeflow Trainer TrainJob that this pod creates and follows, with inputs and outputs staged in S3."""
+
+    nodes: int = 1
+    gpus_per_node: int = 1
+    image: str = ""
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    timeout_s: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError(f"train_nodes={self.nodes} must be >= 1")
+        if self.nodes > 1 and not self.image:
+            raise ValueError("a multi-node TrainJob needs the training image (components.images.TRAIN)")
+
+
+def pod_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else os.environ.get("POD_NAMESPACE", "kubeflow")
+
+
+def run_as_trainjob(
+    stage: str,
+    config: Any,
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    ctx: RunContext,
+    placement: Placement,
+    extra_args: list[str] | None = None,
+    submit: Any = None,
+) -> dict[str, Any]:
+    """Stage inputs in S3, run `python -m cocos.train.launch STAGE` as a TrainJob, fetch its outputs.
+
+    Returns rank 0's metrics file. `submit` defaults to cocos.trainjob.submit_and_follow (tests pass a stand-in).
+    """
+    from cocos import storage, trainjob
+
+    bucket = os.environ.get("COCOS_BUCKET", "cocos")
+    run = "".join(c if c.isalnum() else "-" for c in ctx.pipeline_run_id.lower())
+    staging = f"s3://{bucket}/staging/{run}/{stage}"
+    storage.upload_dir(model_dir, f"{staging}/model")
+    storage.upload_dir(data_dir, f"{staging}/data")
+    storage.write_json(f"{staging}/config.json", to_dict(config))
+    args = ["--config", f"{staging}/config.json", "--model-dir", f"{staging}/model", "--data-dir", f"{staging}/data"]
+    args += ["--out-dir", f"{staging}/out", "--metrics-file", f"{staging}/metrics.json", *(extra_args or [])]
+    spec = trainjob.TrainJobSpec(
+        name=f"cocos-{stage}-{run}"[:63].rstrip("-"),
+        stage=stage,
+        image=placement.image,
+        args=args,
+        num_nodes=placement.nodes,
+        gpus_per_node=placement.gpus_per_node,
+        node_selector=dict(placement.node_selector),
+        tolerations=list(placement.tolerations),
+        env={"COCOS_BUCKET": bucket},
+    )
+    (submit or trainjob.submit_and_follow)(trainjob.build_trainjob(spec), pod_namespace(), placement.timeout_s)
+    storage.download_dir(f"{staging}/out", out_dir)
+    return storage.read_json(f"{staging}/metrics.json")
+
+
 def local_gpus() -> int:
     """GPUs of this pod: the stage starts one training process per GPU (torchrun) when there are several."""
     try:
@@ -99,7 +164,12 @@ def _eval_sets(data_dir: Path) -> dict[str, Path]:
 
 # ---------------------------------------------------------------------------- boost SFT
 def boost_sft_stage(
-    config: SFTConfig, model_reference: str, data_dir: str | Path, out_dir: str | Path, ctx: RunContext
+    config: SFTConfig,
+    model_reference: str,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    ctx: RunContext,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
     from cocos import tracking
     from cocos.models import resolve_model
@@ -111,9 +181,14 @@ def boost_sft_stage(
     validation_path = data_dir / "boost_validation.jsonl"
     validation = read_examples(validation_path)[: config.max_eval_examples] if validation_path.exists() else None
     params = {"sft": to_dict(config), "model_reference": model_reference, "examples": len(train)}
+    placement = placement or Placement()
     gpus = local_gpus()
-    with tracking.stage_run(ctx.parent(), "boost_sft", {**params, "gpus": gpus}):
-        if gpus > 1:
+    with tracking.stage_run(ctx.parent(), "boost_sft", {**params, "gpus": gpus, "nodes": placement.nodes}):
+        if placement.nodes > 1:
+            result = run_as_trainjob("sft", config, base, data_dir, out_dir, ctx, placement)
+            _log_history(result.get("history", []))
+            metrics = result.get("final", {})
+        elif gpus > 1:
             from cocos.train.launch import run_sft_distributed
 
             result = run_sft_distributed(config, base, data_dir, out_dir, gpus)
@@ -136,6 +211,7 @@ def rloo_stage(
     ctx: RunContext,
     checkpoint_uri: str = "",
     work_dir: str | Path | None = None,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
     """Train from the boost model; checkpoints go to `checkpoint_uri` (S3) and a restart resumes there."""
     from cocos import tracking
@@ -146,15 +222,20 @@ def rloo_stage(
 
     problems = read_split(Path(data_dir) / "train.jsonl")
     work = Path(work_dir) if work_dir else Path(out_dir).parent / (Path(out_dir).name + ".work")
+    placement = placement or Placement()
     gpus = local_gpus()
-    params = {"rloo": to_dict(config), "train_problems": len(problems), "gpus": gpus}
+    params = {"rloo": to_dict(config), "train_problems": len(problems), "gpus": gpus, "nodes": placement.nodes}
     with tracking.stage_run(ctx.parent(), "cocos_rloo", params) as run_id:
-        if gpus > 1:
-            from cocos.train.launch import run_rloo_distributed
+        if placement.nodes > 1 or gpus > 1:
+            if placement.nodes > 1:
+                extra = ["--checkpoint-uri", checkpoint_uri, "--run-id", run_id]
+                launched = run_as_trainjob("rloo", config, model_dir, data_dir, out_dir, ctx, placement, extra)
+            else:
+                from cocos.train.launch import run_rloo_distributed
 
-            launched = run_rloo_distributed(
-                config, model_dir, data_dir, out_dir, checkpoint_uri, gpus, work_dir=work, run_id=run_id
-            )
+                launched = run_rloo_distributed(
+                    config, model_dir, data_dir, out_dir, checkpoint_uri, gpus, work_dir=work, run_id=run_id
+                )
             history = launched.get("history", [])
             _log_history(history)
             for entry in launched.get("rollouts", []):

@@ -17,14 +17,20 @@ def boost_sft_op(
     sft_bf16: bool,
     sft_deepspeed_config: str,
     sft_max_eval_examples: int,
+    train_nodes: int,
+    train_gpus: int,
+    train_node_selector: dict,
+    train_tolerations: list,
     mlflow_experiment: str,
     pipeline_run_id: str,
     boost_model: Output[Model],
 ):
     """Boost SFT on two-turn examples (turn 1 and correction turn, 1:1), loss on completion tokens only."""
     from cocos.config import SFTConfig, prefixed
-    from cocos.stages import RunContext, boost_sft_stage
+    from cocos.stages import Placement, RunContext, boost_sft_stage
+    from components import images
 
     config = SFTConfig(**prefixed(locals(), "sft_", SFTConfig))
     ctx = RunContext(mlflow_experiment, pipeline_run_id)
-    boost_model.metadata.update(boost_sft_stage(config, model_reference, data.path, boost_model.path, ctx))
+    placement = Placement(train_nodes, train_gpus, images.TRAIN, train_node_selector, train_tolerations)
+    boost_model.metadata.update(boost_sft_stage(config, model_reference, data.path, boost_model.path, ctx, placement))

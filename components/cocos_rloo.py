@@ -24,15 +24,23 @@ def cocos_rloo_op(
     rloo_seed: int,
     rloo_checkpoint_uri: str,
     sandbox_url: str,
+    train_nodes: int,
+    train_gpus: int,
+    train_node_selector: dict,
+    train_tolerations: list,
     mlflow_experiment: str,
     pipeline_run_id: str,
     model: Output[Model],
 ):
     """CoCoS online RLOO with the accumulated progressive reward; resumes from the newest S3 checkpoint."""
     from cocos.config import RLOOConfig, prefixed
-    from cocos.stages import RunContext, rloo_stage
+    from cocos.stages import Placement, RunContext, rloo_stage
+    from components import images
 
     config = RLOOConfig.for_pipeline({**prefixed(locals(), "rloo_", RLOOConfig), "sandbox_url": sandbox_url})
     checkpoints = rloo_checkpoint_uri.rstrip("/") + f"/{pipeline_run_id}" if rloo_checkpoint_uri else ""
     ctx = RunContext(mlflow_experiment, pipeline_run_id)
-    model.metadata.update(rloo_stage(config, boost_model.path, data.path, model.path, ctx, checkpoints))
+    placement = Placement(train_nodes, train_gpus, images.TRAIN, train_node_selector, train_tolerations)
+    model.metadata.update(
+        rloo_stage(config, boost_model.path, data.path, model.path, ctx, checkpoints, None, placement)
+    )

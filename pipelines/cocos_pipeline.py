@@ -15,8 +15,9 @@ Pipeline parameters are stage-prefixed, as the Kubeflow UI lists them:
 - eval_*: number of turns, max new tokens, batch size, and how many of the five rephrased correction
   instructions to evaluate as well (robustness, paper Table 6; 0 skips it).
 - register_*: registered model name, Acc@t2 margin over the champion, c2i ceiling.
-- train_*: cluster placement of the SFT and RLOO tasks: GPU count, accelerator type, node selector and
-  tolerations (JSON), ignored by the local runner.
+- train_*: cluster placement of the SFT and RLOO tasks: nodes (more than one runs the stage as a
+  Kubeflow Trainer TrainJob created by the task), GPUs per node, accelerator type, node selector and
+  tolerations, ignored by the local runner.
 - mlflow_experiment, sandbox_url (empty: a local fork-server sandbox in the task's pod), sandbox_image.
 - s3_secret / mlflow_secret: Kubernetes secrets whose keys become the tasks' environment.
 """
@@ -101,6 +102,7 @@ def cocos_pipeline(
     register_model_name: str = "cocos-self-correct",
     register_acc_t2_margin: float = 0.0,
     register_c2i_ceiling: float = 0.05,
+    train_nodes: int = 1,
     train_gpus: int = 4,
     train_accelerator: str = "nvidia.com/gpu",
     train_node_selector: dict = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},  # noqa: B006 (kfp default)
@@ -194,6 +196,10 @@ def cocos_pipeline(
         sft_bf16=sft_bf16,
         sft_deepspeed_config=sft_deepspeed_config,
         sft_max_eval_examples=sft_max_eval_examples,
+        train_nodes=train_nodes,
+        train_gpus=train_gpus,
+        train_node_selector=train_node_selector,
+        train_tolerations=train_tolerations,
         mlflow_experiment=mlflow_experiment,
         pipeline_run_id=run_id,
     ).set_display_name("boost SFT")
@@ -221,6 +227,10 @@ def cocos_pipeline(
         rloo_seed=rloo_seed,
         rloo_checkpoint_uri=rloo_checkpoint_uri,
         sandbox_url=sandbox_url,
+        train_nodes=train_nodes,
+        train_gpus=train_gpus,
+        train_node_selector=train_node_selector,
+        train_tolerations=train_tolerations,
         mlflow_experiment=mlflow_experiment,
         pipeline_run_id=run_id,
     ).set_display_name("CoCoS RLOO")

@@ -178,22 +178,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"[rank {distributed.rank()}] %(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    values = json.loads(Path(args.config).read_text())
-    metrics_file = args.metrics_file or str(Path(args.out_dir).parent / (Path(args.out_dir).name + ".metrics.json"))
-    if args.stage == "sft":
-        train_sft(from_dict(SFTConfig, values), args.model_dir, args.data_dir, args.out_dir, metrics_file)
-    else:
-        train_rloo(
-            from_dict(RLOOConfig, values),
-            args.model_dir,
-            args.data_dir,
-            args.out_dir,
-            metrics_file,
-            args.checkpoint_uri,
-            args.work_dir,
-            args.run_id,
+    with tempfile.TemporaryDirectory(prefix=f"cocos-{args.stage}-") as scratch:
+        staged = _stage_from_s3(args, Path(scratch))
+        values = json.loads(Path(staged.config).read_text())
+        metrics_file = staged.metrics_file or str(
+            Path(staged.out_dir).parent / (Path(staged.out_dir).name + ".metrics.json")
         )
+        if args.stage == "sft":
+            train_sft(from_dict(SFTConfig, values), staged.model_dir, staged.data_dir, staged.out_dir, metrics_file)
+        else:
+            train_rloo(
+                from_dict(RLOOConfig, values),
+                staged.model_dir,
+                staged.data_dir,
+                staged.out_dir,
+                metrics_file,
+                args.checkpoint_uri,
+                args.work_dir,
+                args.run_id,
+            )
+        _publish_to_s3(args, staged, metrics_file)
     return 0
+
+
+def _stage_from_s3(args: argparse.Namespace, scratch: Path) -> argparse.Namespace:
+    """A TrainJob's pods share no disk with the pipeline: s3:// inputs are downloaded per process and s3://
+    outputs are written locally first (published by rank 0 at the end, manifest last)."""
+    from cocos import storage
+
+    staged = argparse.Namespace(**vars(args))
+    if storage.is_s3_uri(args.config):
+        staged.config = str(storage.download_file(args.config, scratch / "config.json"))
+    for name in ("model_dir", "data_dir"):
+        uri = getattr(args, name)
+        if storage.is_s3_uri(uri):
+            target = scratch / name
+            storage.download_dir(uri, target)
+            setattr(staged, name, str(target))
+    if storage.is_s3_uri(args.out_dir):
+        staged.out_dir = str(scratch / "out")
+    if storage.is_s3_uri(args.metrics_file):
+        staged.metrics_file = str(scratch / "metrics.json")
+    return staged
+
+
+def _publish_to_s3(args: argparse.Namespace, staged: argparse.Namespace, metrics_file: str) -> None:
+    from cocos import storage
+
+    if distributed.rank() == 0:
+        if storage.is_s3_uri(args.out_dir):
+            storage.upload_dir(staged.out_dir, args.out_dir, extra={"stage": args.stage})
+        if storage.is_s3_uri(args.metrics_file):
+            storage.upload_file(metrics_file, args.metrics_file)
+    distributed.barrier()
 
 
 # ---------------------------------------------------------------------------- launcher
