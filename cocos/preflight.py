@@ -69,11 +69,11 @@ def check(params: Mapping[str, Any], reach_services: bool = True) -> list[str]:
     )
     _collect(problems, "eval", lambda: EvalConfig(**prefixed(params, "eval_", EvalConfig)))
     _collect(problems, "register", lambda: PromotionConfig(**prefixed(params, "register_", PromotionConfig)))
-    gpus = int(params.get("train_gpus", 1) or 1)
-    if rloo is not None and gpus > 1 and rloo.prompts_per_step % gpus:
+    processes = int(params.get("train_gpus", 1) or 1) * int(params.get("train_nodes", 1) or 1)
+    if rloo is not None and processes > 1 and rloo.prompts_per_step % processes:
         problems.append(
-            f"rloo_prompts_per_step={rloo.prompts_per_step} must be divisible by train_gpus={gpus}: "
-            "each GPU rolls out whole groups of prompts"
+            f"rloo_prompts_per_step={rloo.prompts_per_step} must be divisible by train_gpus x train_nodes="
+            f"{processes}: each GPU rolls out whole groups of prompts"
         )
     missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
     if missing:

@@ -39,6 +39,7 @@ DEMO_PARAMETERS: dict[str, Any] = {
     "eval_max_new_tokens": 96,
     "eval_batch_size": 8,
     "register_c2i_ceiling": 1.0,
+    "train_gpus": 1,  # the local runner ignores GPU requests; this machine trains on its CPU
 }
 
 

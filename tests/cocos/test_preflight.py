@@ -40,7 +40,7 @@ def test_every_problem_is_listed_with_its_parameter(monkeypatch, tmp_path):
 
 def test_prompts_must_split_over_gpus(monkeypatch):
     problems = check(pipeline_defaults(train_gpus=3, rloo_prompts_per_step=4), reach_services=False)
-    assert any("divisible by train_gpus=3" in p for p in problems)
+    assert any("train_nodes=3" in p for p in problems)
 
 
 def test_data_parameters_use_empty_for_unset():

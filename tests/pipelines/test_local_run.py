@@ -31,6 +31,7 @@ TINY_PARAMETERS = {
     "rloo_checkpoint_every": 1,
     "eval_max_new_tokens": 16,
     "register_c2i_ceiling": 1.0,
+    "train_gpus": 1,
 }
 
 
@@ -111,3 +112,35 @@ def test_metrics_table(pipeline_run):
         assert column in header
     assert set(summary["metrics"]) == {"synthetic", "humaneval"}
     assert summary["sandbox_errors"] == 0
+
+
+def test_promotion_across_runs_and_rollback(pipeline_run, tmp_path):
+    """Run 1 became champion (above). Run 2 is not better by the required margin: it stays challenger.
+    Run 3 is promoted; a rollback then restores run 1's version. The tiny models score alike, so "worse"
+    here is "not better by register_acc_t2_margin", which is exactly what the gate checks."""
+    import mlflow
+
+    from cocos.models import resolve_model
+    from pipelines.cli import run_local
+
+    name = pipeline_run["parameters"]["register_model_name"]
+    run_local({**pipeline_run["parameters"], "register_acc_t2_margin": 0.01}, tmp_path / "second")
+    assert tracking.get_alias_version(name, "challenger") == "2"
+    assert tracking.get_alias_version(name, "champion") == "1"
+    client = mlflow.MlflowClient()
+    assert client.get_model_version(name, "2").tags["cocos.promotion.decision"] == "rejected"
+
+    run_local(pipeline_run["parameters"], tmp_path / "third")
+    assert tracking.get_alias_version(name, "champion") == "3"
+    assert tracking.rollback(name) == "1"
+    assert tracking.get_alias_version(name, "champion") == "1"
+    for version in ("1", "2", "3"):
+        tags = client.get_model_version(name, version).tags
+        assert {"cocos.checkpoint_uri", "cocos.dataset_sha256", "cocos.code_version", "cocos.pipeline_run_id"} <= set(
+            tags
+        )
+        assert tags["cocos.sandbox_image"]
+
+    # the registered champion loads back by alias
+    folder = resolve_model(f"models:/{name}@champion", cache_dir=tmp_path / "cache")
+    assert (folder / "config.json").exists()
