@@ -264,17 +264,20 @@ class RLOOTrainer:
         for trajectory in trajectories:
             trajectory.codes.append(extract_code(trajectory.turns[0].text))
             trajectory.trained_turns = trained
-        for _ in range(1, cfg.turns):
+        log.info("rloo step %d: turn 1 sampled for %d trajectories", self.step + 1, len(trajectories))
+        for turn in range(1, cfg.turns):
             prompts = [
                 turn_prompt(t.problem, previous_code=t.codes[-1], instruction=self.instruction) for t in trajectories
             ]
             for trajectory, completion in zip(trajectories, self._generate(self.model, prompts), strict=True):
                 trajectory.turns.append(completion)
                 trajectory.codes.append(extract_code(completion.text))
+            log.info("rloo step %d: turn %d sampled", self.step + 1, turn + 1)
         for turn in range(cfg.turns):
             results = self.verdicts.run([(t.problem, t.codes[turn]) for t in trajectories])
             for trajectory, result in zip(trajectories, results, strict=True):
                 trajectory.results.append(result)
+        log.info("rloo step %d: verdicts in (%d sandbox runs so far)", self.step + 1, self.verdicts.executed)
         return trajectories
 
     def _turn_one_shared(self, batch: list[Problem]) -> list[Completion]:
@@ -415,6 +418,7 @@ class RLOOTrainer:
         with torch.no_grad():
             old_logprobs = self._trajectory_logprobs(self.model, trajectories)  # (local_batch,)
         self.model.train()
+        log.info("rloo step %d: rewards and KL done, updating the policy", self.step + 1)
         if self.engine is None:
             self.optimizer.zero_grad(set_to_none=True)
         loss, stats = self.policy_loss(trajectories, advantages, old_logprobs)
