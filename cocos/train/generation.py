@@ -65,6 +65,7 @@ def generate(
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": pad_id,
+            "use_cache": True,  # a model saved from training may carry use_cache=False
         }
         if synced_gpus:
             kwargs["synced_gpus"] = True

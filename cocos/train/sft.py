@@ -50,6 +50,30 @@ def run_sft(
     on_log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train and save the boost model (weights and tokenizer) into output_dir; returns the final metrics."""
+    trainer = build_trainer(config, model_dir, examples, output_dir, eval_examples, on_log)
+    tokenizer = trainer.processing_class
+    result = trainer.train()
+    metrics: dict[str, Any] = {f"sft/{k}": v for k, v in result.metrics.items()}
+    if eval_examples:
+        metrics.update({f"sft/{k}": v for k, v in trainer.evaluate().items()})
+    tokenizer.padding_side = "left"
+    # TRL turns the KV cache off for training; a saved model without it generates in quadratic time.
+    trainer.model.config.use_cache = True
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    log.info("boost SFT finished: %s", metrics)
+    return metrics
+
+
+def build_trainer(
+    config: SFTConfig,
+    model_dir: str | Path,
+    examples: Sequence[dict[str, str]],
+    output_dir: str | Path,
+    eval_examples: Sequence[dict[str, str]] | None = None,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+) -> Any:
+    """TRL's SFTTrainer for prompt/completion examples, with the stage's settings."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -99,7 +123,7 @@ def run_sft(
             if on_log:
                 on_log(state.global_step, numeric)
 
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(list(examples)),
@@ -107,12 +131,3 @@ def run_sft(
         processing_class=tokenizer,
         callbacks=[_Forward()],
     )
-    result = trainer.train()
-    metrics: dict[str, Any] = {f"sft/{k}": v for k, v in result.metrics.items()}
-    if eval_examples:
-        metrics.update({f"sft/{k}": v for k, v in trainer.evaluate().items()})
-    tokenizer.padding_side = "left"
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    log.info("boost SFT finished: %s", metrics)
-    return metrics
