@@ -141,18 +141,25 @@ def code_version() -> str:
 
 # ---------------------------------------------------------------------------- data
 def prepare_data_stage(data_config: Any, out_dir: str | Path, ctx: RunContext) -> dict[str, Any]:
-    from cocos import tracking
+    """Prepare the splits, keep them in S3 under their content hash, record them in MLflow as dataset inputs."""
+    import hashlib
+
+    from cocos import storage, tracking
     from cocos.data import prepare
 
     with tracking.stage_run(ctx.parent(), "prepare_data", {"data": to_dict(data_config)}):
         prepared = prepare(data_config, out_dir)
+        version = hashlib.sha256(json.dumps(prepared.hashes, sort_keys=True).encode()).hexdigest()[:16]
+        stored = f"s3://{os.environ.get('COCOS_BUCKET', 'cocos')}/datasets/{version}"
+        if not storage.exists(f"{stored}/{storage.MANIFEST_NAME}"):  # the same content is stored once
+            storage.upload_dir(out_dir, stored, extra={"counts": prepared.counts, "sha256": prepared.hashes})
         for name, digest in prepared.hashes.items():
             context = "evaluation" if name.startswith("test_") else "training"
-            source = str(Path(prepared.files[name]).resolve())
+            source = f"{stored}/{Path(prepared.files[name]).name}"
             tracking.log_dataset_input(name, digest, source, {"records": prepared.counts[name]}, context=context)
         tracking.log_metrics({f"data/{name}_count": float(n) for name, n in prepared.counts.items()})
         tracking.log_artifact(prepared.manifest, "data")
-    return {"counts": prepared.counts, "sha256": prepared.hashes}
+    return {"counts": prepared.counts, "sha256": prepared.hashes, "version": version, "uri": stored}
 
 
 def _eval_sets(data_dir: Path) -> dict[str, Path]:

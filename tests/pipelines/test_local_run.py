@@ -53,6 +53,12 @@ def pipeline_run(live_services, tmp_path_factory):
     return {"experiment": experiment, "parameters": parameters, "root": root, "bucket": bucket}
 
 
+def _s3_location(source: str) -> str:
+    """MLflow stores a dataset source as JSON ({"uri": ...} or {"url": ...}); return its s3:// location."""
+    values = json.loads(source).values() if source.startswith("{") else [source]
+    return next(v for v in values if isinstance(v, str) and v.startswith("s3://"))
+
+
 def _runs(experiment):
     import mlflow
 
@@ -76,6 +82,10 @@ def test_one_parent_run_with_a_child_per_stage(pipeline_run):
         assert f"eval/humaneval/{key}" in evaluate.data.metrics
     inputs = children["prepare_data"].inputs.dataset_inputs
     assert {d.dataset.name for d in inputs} >= {"train", "test_humaneval", "boost_train"}
+    # the splits are kept in S3 under their content hash, complete with a manifest
+    sources = {_s3_location(d.dataset.source) for d in inputs}
+    stored = {source.rsplit("/", 1)[0] for source in sources}
+    assert len(stored) == 1 and storage.read_manifest(stored.pop())
 
 
 def test_checkpoints_and_manifest_in_the_bucket(pipeline_run):
