@@ -108,6 +108,26 @@ def _interpreter_binds(python: str) -> list[str]:
     return args
 
 
+MASKED_BY_BWRAP = ("/tmp", "/dev/shm")
+
+
+def _unmask_binds(paths: list[str]) -> list[str]:
+    """bwrap arguments that bind back, read-only, the trees the server needs (its script, the venv) when they
+    live under a folder that the sandbox replaces by an empty tmpfs, as a checkout under /tmp does."""
+    args: list[str] = []
+    made: set[str] = set()
+    for tree in sorted({os.path.realpath(p) for p in paths}):
+        mask = next((m for m in MASKED_BY_BWRAP if tree.startswith(m + os.sep)), None)
+        if mask is None:
+            continue
+        for middle in reversed(Path(tree).parents):
+            if len(middle.parts) > len(Path(mask).parts) and str(middle) not in made:
+                made.add(str(middle))
+                args += ["--perms", "0755", "--dir", str(middle)]
+        args += ["--ro-bind", tree, tree]
+    return args
+
+
 class ForkServer:
     """A handle on one fork-server process; thread-safe; restarts the process when it has died."""
 
@@ -137,6 +157,7 @@ class ForkServer:
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--perms", "0755", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/dev/shm",
             *_interpreter_binds(self.python),
+            *_unmask_binds([sys.prefix, sys.base_prefix, os.path.dirname(self.python), str(SERVER_SCRIPT.parent)]),
             "--bind", self._dir, self._dir, "--cap-add", "ALL",
             "--setenv", "COCOS_SANDBOX_PRIVATE_TMP", "1",
             *server,

@@ -114,7 +114,8 @@ def test_parent_secrets_are_not_visible(monkeypatch):
 def test_cannot_write_into_the_project_tree():
     target = Path(__file__).with_name("written_by_candidate.txt")
     outcome, _ = run(f"open({str(target)!r}, 'w').write('x')")
-    assert outcome.status is Status.ERROR and outcome.error_type in {"PermissionError", "OSError"}
+    # read-only, or not there at all (a checkout under /tmp is hidden by the sandbox's private /tmp)
+    assert outcome.status is Status.ERROR and outcome.error_type in {"PermissionError", "OSError", "FileNotFoundError"}
     assert not target.exists()
 
 
