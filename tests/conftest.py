@@ -3,8 +3,14 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.fixtures_services"]
+
+# Property tests check values, not speed: a per-example deadline fails them on a busy 2-core CI machine
+# (the first torch call in a worker can take longer than hypothesis's default 200 ms).
+settings.register_profile("cocos", deadline=None)
+settings.load_profile("cocos")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
