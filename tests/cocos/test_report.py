@@ -74,7 +74,7 @@ def test_turn_distribution_uses_the_first_turns_only():
     assert one["pairs"] == [] and one["cumulative_net_gain"] == [] and one["correct"] == [3]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.integers(2, 4).flatmap(lambda t: st.lists(st.lists(st.booleans(), min_size=t, max_size=t), min_size=1)))
 def test_distribution_agrees_with_metrics(rows):
     turns = len(rows[0])
