@@ -22,7 +22,9 @@ from cocos.train.generation import sequence_logprobs
 from cocos.train.rloo import RLOOTrainer, batch_for_step
 
 PROBLEMS = [
-    Problem(f"p{i}", f"Return {i}.", tuple(f"assert f({j}) == {i}" for j in range(3)), reference=f"def f(x): return {i}")
+    Problem(
+        f"p{i}", f"Return {i}.", tuple(f"assert f({j}) == {i}" for j in range(3)), reference=f"def f(x): return {i}"
+    )
     for i in range(6)
 ]
 
