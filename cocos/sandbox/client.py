@@ -34,7 +34,7 @@ class SandboxClient:
         self._http.close()
 
     def execute(
-        self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, **limits: int
+        self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, **limits: int | str
     ) -> ExecutionResult:
         if isinstance(tests, str):
             raise TypeError("tests must be a sequence of assert strings, not a single string")
@@ -76,7 +76,7 @@ class SandboxClient:
         return sandbox_error_result(len(tests), f"sandbox service: {problem}")
 
     def execute_many(
-        self, jobs: Sequence[ExecutionJob], workers: int | None = None, **limits: int
+        self, jobs: Sequence[ExecutionJob], workers: int | None = None, **limits: int | str
     ) -> list[ExecutionResult]:
         """One request per job, `workers` in flight (default 4), results in the order of `jobs`."""
         with ThreadPoolExecutor(max_workers=workers or 4, thread_name_prefix="sandbox-client") as pool:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_TESTS = 256
-LIMIT_NAMES = ("memory_mb", "output_bytes", "nproc", "nofile")
+LIMIT_NAMES = ("memory_mb", "output_bytes", "nproc", "nofile", "isolation")
 
 
 class RequestError(ValueError):
@@ -51,7 +51,8 @@ def parse_job(body: Any) -> tuple[str, list[str], str, Limits]:
     if not isinstance(limits, dict) or set(limits) - set(LIMIT_NAMES):
         raise RequestError(f"limits must be an object with keys among {LIMIT_NAMES}")
     try:
-        checked = Limits(timeout_s=float(body.get("timeout_s", 3.0)), **{k: int(v) for k, v in limits.items()})
+        values = {k: v if k == "isolation" else int(v) for k, v in limits.items()}
+        checked = Limits(timeout_s=float(body.get("timeout_s", 3.0)), **values)
     except (TypeError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
     return code, tests, setup, checked

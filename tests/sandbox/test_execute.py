@@ -15,6 +15,9 @@ from cocos.sandbox.executor import ForkServer, LocalExecutor
 CODE = "def add(a, b):\n    return a + b\n"
 
 
+pytestmark = pytest.mark.usefixtures("isolation")
+
+
 def statuses(result):
     return [outcome.status for outcome in result.outcomes]
 
@@ -44,10 +47,27 @@ def test_setup_is_prepended():
     assert result.all_passed
 
 
-def test_each_assert_runs_in_a_fresh_process():
-    code = "STATE = []\ndef push(x):\n    STATE.append(x)\n    return len(STATE)\n"
-    result = execute(code, ["assert push(1) == 1", "assert push(2) == 1"])
-    assert result.all_passed
+def test_each_assert_sees_a_fresh_program():
+    code = (
+        "STATE = []\n"
+        "def push(x, seen=[]):\n"
+        "    STATE.append(x)\n"
+        "    seen.append(x)\n"
+        "    return len(STATE) + len(seen)\n"
+        "class Counter:\n"
+        "    n = 0\n"
+    )
+    tests = ["Counter.n += 1\nassert push(1) == 2", "assert push(2) == 2 and Counter.n == 0", "assert add(1, 1) == 2"]
+    result = execute(code + "add = lambda a, b: a + b\n", tests)
+    assert result.all_passed, result
+
+
+def test_isolation_is_checked_and_has_an_operator_default(isolation, monkeypatch):
+    assert Limits().isolation == isolation
+    with pytest.raises(ValueError, match="isolation='threads'"):
+        Limits(isolation="threads")
+    monkeypatch.setenv("COCOS_SANDBOX_ISOLATION", "fork")
+    assert execute(CODE, ["assert add(1, 1) == 2"], isolation="redefine").all_passed
 
 
 def test_timeout_memory_output():

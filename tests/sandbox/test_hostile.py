@@ -1,5 +1,7 @@
-"""Hostile candidates: each test checks one property of the sandbox, then runs a normal job that must
-still get correct verdicts from the same fork server (same pid).
+"""Hostile candidates: each test checks one property of the sandbox, under both isolation modes. The
+hostile assert is followed, in the same job, by two normal asserts whose verdicts must be right (for
+`redefine`, they run after it in the same worker or in the fresh copy it was handed to), and then by
+a normal job that must get correct verdicts from the same fork server (same pid).
 
 Which layer stops what (see the cocos.sandbox docstring):
 - infinite loop, ignored SIGALRM/SIGTERM: wall-clock SIGKILL from the warden (+ RLIMIT_CPU).
@@ -34,6 +36,10 @@ from cocos.sandbox.executor import ForkServer, Limits, default_server
 
 CODE = "def square(x):\n    return x * x\n"
 FAST = 1.0
+AFTER = ("assert square(2) == 4", "assert square(2) == 5")  # a pass and a fail after the hostile assert
+AFTER_ANY = ("assert len('ok') == 2", "assert len('ok') == 3")  # the same, for programs without square
+
+pytestmark = pytest.mark.usefixtures("isolation")
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +55,13 @@ def same_server_stays_healthy():
 
 
 def run(test: str, code: str = CODE, timeout_s: float = FAST, **limits):
+    """The hostile assert's outcome and how long the whole job took; checks the two asserts after it."""
+    after = AFTER if "def square" in code else AFTER_ANY
     start = time.monotonic()
-    outcome = execute(code, [test], timeout_s=timeout_s, **limits).outcomes[0]
-    return outcome, time.monotonic() - start
+    result = execute(code, [test, *after], timeout_s=timeout_s, **limits)
+    took = time.monotonic() - start
+    assert [o.status for o in result.outcomes[1:]] == [Status.PASSED, Status.FAILED], result
+    return result.outcomes[0], took
 
 
 def test_infinite_loop_times_out():
@@ -104,10 +114,10 @@ def test_parent_secrets_are_not_visible(monkeypatch):
     )
     fresh = ForkServer()  # started after the variables were set
     try:
-        outcomes = fresh.run("", [probe], "", Limits(timeout_s=FAST))
+        outcomes = fresh.run("", [probe, *AFTER_ANY], "", Limits(timeout_s=FAST))
     finally:
         fresh.close()
-    assert outcomes[0]["status"] == "passed", outcomes[0]
+    assert [o["status"] for o in outcomes] == ["passed", "passed", "failed"], outcomes
     assert run(probe)[0].status is Status.PASSED
 
 
@@ -226,3 +236,100 @@ def test_concurrent_jobs_do_not_disturb_each_other():
         thread.join()
     assert [o.status for o in results["loop"].outcomes] == [Status.TIMEOUT, Status.PASSED]
     assert results["ok"].all_passed
+
+
+def test_timer_left_armed_does_not_reach_the_next_assert():
+    arm = "import signal\nsignal.signal(signal.SIGALRM, lambda *a: 1 / 0)\nsignal.setitimer(signal.ITIMER_REAL, 0.2)"
+    wait = "import time\ntime.sleep(0.5)\nassert square(3) == 9"
+    result = execute(CODE, [arm, wait], timeout_s=FAST)
+    assert [o.status for o in result.outcomes] == [Status.PASSED, Status.PASSED], result
+
+
+def test_daemon_left_behind_cannot_touch_later_asserts():
+    daemon = (
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.3)\n"
+        "        for fd in range(3, 64):\n"
+        "            try:\n"
+        "                os.write(fd, b'passed')\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "        os.kill(os.getppid(), signal.SIGKILL)\n"
+        "    os._exit(0)\n"
+        "assert square(1) == 1"
+    )
+    wait = "import time\ntime.sleep(0.6)\nassert square(2) == 5"
+    result = execute(CODE, [daemon, wait, "assert square(2) == 4"], timeout_s=FAST)
+    assert [o.status for o in result.outcomes] == [Status.PASSED, Status.FAILED, Status.PASSED], result
+
+
+def test_process_state_changed_by_an_assert_is_put_back():
+    change = (
+        "import builtins, os, signal, sys, io\n"
+        "os.environ['CHANGED'] = '1'\n"
+        "sys.stdout = io.StringIO()\n"
+        "sys.setrecursionlimit(50)\n"
+        "builtins.len = lambda x: 0\n"
+        "os.listdir = lambda *a: ['forged']\n"
+        "signal.getsignal = lambda *a: None\n"
+        "sys.modules['os'] = None\n"
+        "os.chdir('/')\n"
+        "assert True"
+    )
+    check = (
+        "import os, sys, signal\n"
+        "assert 'CHANGED' not in os.environ\n"
+        "assert sys.stdout.fileno() == 1\n"
+        "assert sys.getrecursionlimit() > 50\n"
+        "assert len('ab') == 2\n"
+        "assert signal.getsignal(signal.SIGTERM) is not None\n"
+        "assert os.listdir('.') in ([], ['output'])"
+    )
+    result = execute(CODE, [change, check], timeout_s=FAST)
+    assert [o.status for o in result.outcomes] == [Status.PASSED, Status.PASSED], result
+
+
+def test_module_attributes_are_shared_only_under_redefine(isolation):
+    """The documented difference: `redefine` puts back builtins, os, signal and some sys state, not
+    the attributes of every imported module; `fork` gives each assert a copy of the untouched program."""
+    result = execute("import math\n", ["math.pi = 3\nassert True", "assert math.pi > 3.1"], timeout_s=FAST)
+    expected = Status.FAILED if isolation == "redefine" else Status.PASSED
+    assert [o.status for o in result.outcomes] == [Status.PASSED, expected], result
+
+
+def _forkserver_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "cocos" / "sandbox" / "_forkserver.py"
+    spec = importlib.util.spec_from_file_location("_forkserver_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("source", "may_tamper"),
+    [
+        ("import math\ndef f(xs):\n    return sorted(x * x for x in xs)\n", False),
+        ("class A:\n    def __init__(self):\n        self.x = 1\n", False),
+        ("import builtins\nbuiltins.len = None\n", True),
+        ("from os import environ\n", True),
+        ("def f():\n    return ().__class__.__base__.__subclasses__()\n", True),
+        ("def f(g):\n    return [g.__globals__ for _ in range(1)]\n", True),  # nested code object
+        ("setattr(__import__('sys'), 'x', 1)\n", True),
+    ],
+)
+def test_worker_restores_shared_modules_when_code_can_reach_them(source, may_tamper):
+    """`redefine` skips putting builtins/os/signal back only for code that names no way to them."""
+    server = _forkserver_module()
+    assert server._may_tamper(compile(source, "<candidate>", "exec")) is may_tamper
+
+
+def test_harness_functions_see_a_private_copy_of_builtins():
+    import builtins
+
+    server = _forkserver_module()
+    assert server._verdict_of.__builtins__ is not vars(builtins)
+    assert server._verdict_of.__builtins__["isinstance"] is builtins.isinstance

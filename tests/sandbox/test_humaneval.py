@@ -1,6 +1,7 @@
 """Every HumanEval canonical solution passes all of its converted standalone asserts, and every broken
-variant fails at least one, identically across 3 runs (the conversion and programs come from
-benchmarks/sandbox_throughput.py). Marked slow: about 30 s on 2 cores.
+variant fails at least one, identically across 3 runs, two with isolation "redefine" and one with
+"fork" (the conversion and programs come from benchmarks/sandbox_throughput.py). Marked slow: about
+30 s on 2 cores.
 
 Run: pytest tests/sandbox/test_humaneval.py -q
 """
@@ -43,8 +44,8 @@ def test_humaneval_canonical_pass_and_broken_fail_consistently():
     jobs = bench.jobs_for(bench.read_problems())
     assert len(jobs) == 2 * 164
     runs = []
-    for _ in range(3):
-        results = execute_many([job for *_, job in jobs], workers=2)
+    for isolation in ("redefine", "fork", "redefine"):
+        results = execute_many([job for *_, job in jobs], workers=2, isolation=isolation)
         runs.append([[outcome.status for outcome in result.outcomes] for result in results])
         for (task_id, variant, _job), result in zip(jobs, results, strict=True):
             assert not result.sandbox_error, (task_id, variant, result)

@@ -91,6 +91,17 @@ def test_malformed_request_is_400_and_raises_in_client(service):
         SandboxClient(service).execute("", ["assert True"], timeout_s=700)
 
 
+def test_isolation_travels_over_http_and_a_bad_one_is_400(service):
+    tests = ["import math\nmath.pi = 3\nassert True", "assert math.pi > 3.1"]
+    client = SandboxClient(service)
+    by_mode = {mode: client.execute("import math\n", tests, isolation=mode) for mode in ("fork", "redefine")}
+    assert [o.status for o in by_mode["fork"].outcomes] == [Status.PASSED, Status.PASSED]
+    assert [o.status for o in by_mode["redefine"].outcomes] == [Status.PASSED, Status.FAILED]
+    body = {"code": "", "tests": ["assert True"], "limits": {"isolation": "threads"}}
+    reply = httpx.post(f"{service}/execute", json=body)
+    assert reply.status_code == 400 and "isolation" in reply.text
+
+
 @pytest.mark.parametrize("service", [{"workers": 1, "queue_size": 0}], indirect=True)
 def test_full_queue_gives_429_with_retry_after(service):
     slow = threading.Thread(

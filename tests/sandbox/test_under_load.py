@@ -82,8 +82,9 @@ def test_canonical_humaneval_verdicts_are_stable_with_both_cores_busy():
 
 
 def test_harness_fork_failure_is_a_sandbox_error_not_a_verdict():
-    # nproc=1: the definer itself is the job's only allowed process, so forking the assert fails.
-    result = execute("def f(x):\n    return x\n", ["assert f(1) == 1", "assert f(1) == 2"], nproc=1)
+    # nproc=1, isolation "fork": the definer itself is the job's only allowed process, so forking the
+    # assert fails. ("redefine" forks its worker from the root harness, before the uid drop.)
+    result = execute("def f(x):\n    return x\n", ["assert f(1) == 1", "assert f(1) == 2"], nproc=1, isolation="fork")
     assert [o.status for o in result.outcomes] == [Status.SANDBOX_ERROR] * 2
     assert all("EAGAIN" in o.message or "temporarily unavailable" in o.message for o in result.outcomes)
 
@@ -116,13 +117,15 @@ def _kill_definers() -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-job uids need root")
-def test_definer_killed_from_outside_is_a_sandbox_error():
-    """What the OOM killer does to a job under memory pressure: not the candidate's verdict."""
-    execute("x = 1", ["assert x"])
+@pytest.mark.parametrize("isolation", ["redefine", "fork"])
+def test_definer_killed_from_outside_is_a_sandbox_error(isolation):
+    """What the OOM killer does to a job under memory pressure: not the candidate's verdict. The
+    process killed is the job's PID 1: the definer ("fork") or the worker ("redefine")."""
+    execute("x = 1", ["assert x"], isolation=isolation)
     killer = threading.Timer(0.8, _kill_definers)
     killer.start()
     try:
-        result = execute("x = 1", ["import time\ntime.sleep(2)", "assert x == 1"], timeout_s=3.0)
+        result = execute("x = 1", ["import time\ntime.sleep(2)", "assert x == 1"], timeout_s=3.0, isolation=isolation)
     finally:
         killer.cancel()
     assert [o.status for o in result.outcomes] == [Status.SANDBOX_ERROR, Status.PASSED]
