@@ -8,7 +8,8 @@ From one starting model (default SmolLM2-135M-Instruct, packaged, no download):
    --mbpp-boost is given; the SFT eval loss is measured on the synthetic *validation* split;
 2. from that boost model, the same RL budget (steps, prompts per step, samples per prompt, seed,
    learning rate) for three arms: CoCoS `independent`, CoCoS `shared_turn1`, and Turn-RL
-   (`RLOOConfig.preset("turn_rl")`), all on the synthetic training split;
+   (`RLOOConfig.preset("turn_rl")`), all on the synthetic training split (--rl-source: or MBPP
+   train, or both);
 3. greedy two-turn evaluation of the boost model and every trained model on held-out problems
    (synthetic test split, an MBPP test subset when present, a HumanEval subset) with 95% percentile
    bootstrap intervals (`cocos.report.bootstrap_intervals`) for Acc@t1, Acc@t2, i2c, c2i and delta.
@@ -88,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft-max-length", type=int, default=512)
     p.add_argument("--sft-val-examples", type=int, default=16, help="validation examples for the SFT eval loss")
     # RL (same for every arm)
+    p.add_argument(
+        "--rl-source",
+        choices=("synthetic", "mbpp", "both"),
+        default="synthetic",
+        help="RL prompts: the synthetic training split, MBPP train (when the file is present), or both",
+    )
     p.add_argument("--rl-steps", type=int, default=4)
     p.add_argument("--rl-prompts", type=int, default=4)
     p.add_argument("--rl-k", type=int, default=2)
@@ -182,8 +189,13 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
             [p for p in mbpp_train if p.task_id not in eval_ids], args.seed
         )
     boost_val = synthetic.synthetic_boost_examples(parts["validation"], args.seed)
+    rl_train = list(parts["train"]) if args.rl_source in ("synthetic", "both") else []
+    if args.rl_source in ("mbpp", "both"):
+        if not mbpp_present:
+            raise SystemExit(f"--rl-source {args.rl_source}: {MBPP_FILE} is not present")
+        rl_train += [p for p in load_problems("mbpp", "train", str(MBPP_FILE)) if p.task_id not in eval_ids]
     return {
-        "train": parts["train"],
+        "train": rl_train,
         "validation": parts["validation"],
         "evals": evals,
         "boost_train": [{"prompt": e["prompt"], "completion": e["completion"]} for e in boost_train],
