@@ -4,8 +4,8 @@
 parameter) pair is one problem. Asserts are computed by running the reference on fixed inputs, so
 they are right by construction. Splits are disjoint by (template, parameter): the pairs are
 shuffled with the seed and cut into train / validation / test. Buggy variants (off-by-one, wrong
-operator, swapped comparison) come from single AST mutations of the reference that fail a test;
-they are the wrong first attempts of the two-turn boost examples.
+operator, swapped comparison) come from single AST mutations of the reference that fail a test in
+the sandbox; they are the wrong first attempts of the two-turn boost examples.
 Problems are short on purpose: the demo model writes about 60 tokens/s on CPU.
 """
 
@@ -417,15 +417,16 @@ def _mutants(code: str) -> Iterator[str]:
         target += 1
 
 
+MUTANT_TIMEOUT_S = 2.0
+
+
 def _fails(code: str, problem: Problem) -> bool:
-    namespace: dict[str, Any] = {}
-    try:
-        exec(code, namespace)  # mutants of our own reference code; templates hold no unbounded loop
-        for test in problem.tests:
-            exec(test, dict(namespace))
-    except Exception:  # noqa: BLE001 - any failure makes the mutant a usable wrong attempt
-        return True
-    return False
+    """Whether the mutant fails a test, run in the sandbox: mutants of MBPP references (--mbpp-boost)
+    are not ours, and one that turns `i += 1` into `i -= 1` loops forever. No verdict is no use."""
+    from cocos.sandbox import execute
+
+    result = execute(code, list(problem.tests), problem.setup, timeout_s=MUTANT_TIMEOUT_S)
+    return not result.sandbox_error and not result.all_passed
 
 
 def buggy_variants(problem: Problem, limit: int = 3) -> list[str]:

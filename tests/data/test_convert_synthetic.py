@@ -8,10 +8,12 @@ Run: pytest tests/data/test_convert_synthetic.py -q
 from __future__ import annotations
 
 import ast
+import time
 from collections import Counter
 
 from cocos.data import synthetic, validate
 from cocos.data.convert import check_to_tests, odex_to_tests, pytest_to_tests, rename
+from cocos.records import Problem
 from tests.data._executor import executor
 
 CHECK = """
@@ -150,3 +152,15 @@ def test_synthetic_buggy_variants_fail_and_boost_is_one_to_one() -> None:
         executor(),
     )
     assert report.kept == 0  # every wrong first attempt fails a test
+
+
+def test_mutants_that_loop_forever_are_judged_in_the_sandbox() -> None:
+    """--mbpp-boost mutates references that are not ours: `i += 1` -> `i += 2` under `while i != n`
+    must time out in the sandbox (a usable wrong attempt), not hang the caller."""
+    reference = "def count_to(n):\n    i = 0\n    while i != n:\n        i += 1\n    return i\n"
+    problem = Problem("loop/1", "Count to n.", ("assert count_to(3) == 3", "assert count_to(0) == 0"), "", reference)
+    start = time.monotonic()
+    variants = synthetic.buggy_variants(problem, limit=50)
+    assert variants and reference not in variants
+    assert "i += 2" in "".join(variants)  # never equals 3: loops until the sandbox times it out
+    assert time.monotonic() - start < 60
