@@ -5,7 +5,8 @@ a normal job that must get correct verdicts from the same fork server (same pid)
 
 Which layer stops what (see the cocos.sandbox docstring):
 - infinite loop, ignored SIGALRM/SIGTERM: wall-clock SIGKILL from the warden (+ RLIMIT_CPU).
-- fork bomb: RLIMIT_NPROC (the job's own uid); the job's PID namespace is cleared after every assert.
+- fork bomb: RLIMIT_NPROC (the job's own uid); the job's PID namespace is cleared after every assert
+  ("fork"), or the worker, PID 1 of its namespace, is replaced as soon as it has a child ("redefine").
 - 4 GB allocation: RLIMIT_AS. 100 MB of output: RLIMIT_FSIZE on the captured output file.
 - TCP to 127.0.0.1: a network namespace of the sandbox (bwrap's, or one per job; needs root). Without
   it, only the cluster NetworkPolicy in k8s/sandbox/ stops egress; the test skips.
@@ -13,11 +14,14 @@ Which layer stops what (see the cocos.sandbox docstring):
 - writing into the project tree: an unprivileged uid (EACCES), and bubblewrap's read-only root (EROFS).
   Writing to /tmp: only bubblewrap (private root-owned /tmp) stops it; that half skips without bwrap.
 - killing the parent / the server: an unprivileged uid and the PID namespace.
-- os._exit / sys.exit / replaced builtins: the harness's nonce-tagged verdict channel, and builtins
-  restored after the definition.
-- reading another test's or job's files: private 0700 folders under 0711 parents, deleted afterwards.
+- os._exit / sys.exit / replaced builtins: the harness's nonce-tagged verdict channel, functions bound
+  before the candidate ran (a private copy of builtins), and builtins restored after the candidate's code.
+- reading another test's or job's files: private 0700 folders under 0711 parents, deleted afterwards;
+  under "redefine" a worker whose folder holds anything but its output hands the rest to a fresh one.
+- timers, daemons, changed process state (added for "redefine", checked in both modes): a worker hands
+  off after an assert that leaves any of them, or puts the state back.
 
-Run: pytest tests/sandbox/test_hostile.py -q   (about 15 s; timeouts are 1 s)
+Run: pytest tests/sandbox/test_hostile.py -q   (about 25 s; timeouts are 1 s)
 """
 
 from __future__ import annotations
