@@ -73,7 +73,8 @@ PR_SET_CHILD_SUBREAPER = 36
 MESSAGE_CAP = 300
 VERDICT_CAP = 4096
 WORKER_READ_CAP = 1 << 20
-STATUSES = frozenset({"passed", "failed", "error", "memory", "output_limit", "sandbox_error"})
+VERDICTS = frozenset({"passed", "failed", "error", "memory", "sandbox_error"})  # what an assert's process reports
+STATUSES = VERDICTS | {"output_limit"}  # what a redefine worker reports (it checks its own output size)
 # A worker that finds one of these changed after an assert hands the rest to a fresh copy.
 WATCHED_SIGNALS = (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGTERM, signal.SIGINT)
 WATCHED_SIGNALS += (signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
@@ -354,6 +355,29 @@ def _fork() -> int:
     return os.fork()
 
 
+def _fork_writer(child: Callable[[int], object], *close_in_child: int) -> tuple[int, int]:
+    """Fork a child that reports through a new pipe: it closes the read end and `close_in_child`, runs
+    `child(write_fd)` and exits. The parent gets (pid, read_fd) and keeps no write end, so the read
+    end sees EOF once the child and whatever it started are gone."""
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = _fork()
+    except BaseException:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            for fd in close_in_child:
+                os.close(fd)
+            child(write_fd)
+        finally:
+            _exit(0)
+    os.close(write_fd)
+    return pid, read_fd
+
+
 def _define_and_run(
     request: dict, wdirs: list[str], pending: list[int], rfd: int, nonce: str, layers: dict, job_id: int
 ) -> None:
@@ -382,11 +406,7 @@ def _define_and_run(
         _exit(0)
     token = nonce.encode()
     for index in pending:
-        test = request["tests"][index]
-        try:  # compiled here, warm, rather than in each fresh copy; A compiles (and reports) what fails
-            test = _compile(test, "<test>", "exec")
-        except _BaseException:
-            pass
+        test = _compiled(request["tests"][index])  # here, warm, rather than in each fresh copy
         try:
             outcome = _one_assert(test, namespace, wdirs[index], rfd, token, cpu, layers, limits)
         except _BaseException as exc:  # the harness failed (fork EAGAIN, pipe, ...): no candidate verdict
@@ -399,16 +419,9 @@ def _one_assert(
     test: str | types.CodeType, namespace: dict, wdir: str, rfd: int, token: bytes, cpu: int, layers: dict, limits: dict
 ) -> dict:
     """D's side of one assert: fork A, wait for it (wall clock), clear the namespace, decide."""
-    vr, vw = os.pipe()
+    start = time.monotonic()
+    pid, vr = _fork_writer(lambda vw: _run_assert(test, namespace, wdir, vw, token, cpu, layers), rfd)
     try:
-        start = time.monotonic()
-        pid = _fork()
-        if pid == 0:
-            os.close(vr)
-            os.close(rfd)
-            _run_assert(test, namespace, wdir, vw, token, cpu, layers)
-        os.close(vw)
-        vw = -1
         pidfd = os.pidfd_open(pid)
         try:
             timed_out = not select.select([pidfd], [], [], limits["timeout_s"])[0]
@@ -422,8 +435,6 @@ def _one_assert(
         verdict = _drain(vr, VERDICT_CAP)
     finally:
         os.close(vr)
-        if vw >= 0:
-            os.close(vw)
     ended = {"status": wait_status, "timed_out": timed_out, "elapsed": elapsed}
     return _decide(ended, verdict, token, _size(os.path.join(wdir, OUTPUT_NAME)), limits)
 
@@ -521,15 +532,9 @@ def _worker_round(
     limits = request["limits"]
     timeout = limits["timeout_s"]
     token = _token(16).encode()
-    vr, vw = os.pipe()
+    last = time.monotonic()
+    pid, vr = _fork_writer(lambda vw: _run_worker(request, remaining, folder, vw, token, layers, job_id))
     try:
-        last = time.monotonic()
-        pid = _fork()
-        if pid == 0:
-            os.close(vr)
-            _run_worker(request, remaining, folder, vw, token, layers, job_id)
-        os.close(vw)
-        vw = -1
         pidfd = os.pidfd_open(pid)
         buffer, handoff, timed_out, exited, watched = b"", False, False, False, [vr, pidfd]
         defined = False
@@ -593,8 +598,6 @@ def _worker_round(
             settle(targets, fate)
     finally:
         os.close(vr)
-        if vw >= 0:
-            os.close(vw)
 
 
 def _run_worker(
@@ -812,7 +815,7 @@ def _decide(ended: dict, verdict: bytes, token: bytes, output_size: int, limits:
         code = os.WEXITSTATUS(ended["status"])
         return _outcome("error", f"exited with status {code} before a verdict", "EarlyExit", elapsed)
     parts = verdict[len(token) :].decode(errors="replace").split("\0", 2)
-    if len(parts) != 3 or parts[0] not in {"passed", "failed", "error", "memory", "sandbox_error"}:
+    if len(parts) != 3 or parts[0] not in VERDICTS:
         return _outcome("error", "malformed verdict", "VerdictTampering", elapsed)
     return _outcome(parts[0], parts[2], parts[1] or None, elapsed)
 
@@ -821,20 +824,12 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
     """One definer D for the pending asserts; J watches every step with its own deadline."""
     limits = request["limits"]
     nonce = _token(16)
-    rr, rw = os.pipe()
+    if layers["pidns"] and not _new_pid_namespace():
+        raise OSError("could not create a PID namespace for the job")
+    start = time.monotonic()
+    # D: PID 1 of the job's fresh PID namespace
+    definer, rr = _fork_writer(lambda rw: _define_and_run(request, wdirs, pending, rw, nonce, layers, job_id))
     try:
-        if layers["pidns"] and not _new_pid_namespace():
-            raise OSError("could not create a PID namespace for the job")
-        start = time.monotonic()
-        definer = _fork()
-        if definer == 0:  # D: PID 1 of the job's fresh PID namespace
-            try:
-                os.close(rr)
-                _define_and_run(request, wdirs, pending, rw, nonce, layers, job_id)
-            finally:
-                _exit(0)
-        os.close(rw)
-        rw = -1
         step = limits["timeout_s"] + 1.0
         deadline = time.monotonic() + step
         buffer, defined, timed_out, prefix = b"", None, False, nonce.encode() + b" "
@@ -865,8 +860,6 @@ def _round(request: dict, wdirs: list[str], pending: list[int], layers: dict, ou
             _kill_quietly(-definer)
     finally:
         os.close(rr)
-        if rw >= 0:
-            os.close(rw)
     waiting = [index for index in pending if outcomes[index] is None]
     if not waiting:
         return
